@@ -1,0 +1,155 @@
+"""The ``earwitness`` command line (Typer + Rich).
+
+Every failure a user can cause (bad setting, unreachable database, bad file)
+ends as one red line and exit status 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from earwitness.config import Settings, load_settings
+from earwitness.db import redact_url
+from earwitness.errors import EarwitnessError
+from earwitness.logs import configure_logging
+from earwitness.runtime import Runtime
+
+app = typer.Typer(
+    help="earwitness: complaint call evidence — SLA, recordings, transcripts, cases.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port")] = None,
+    demo: Annotated[
+        str | None, typer.Option(help="auto|always|never: load demo data on start")
+    ] = None,
+) -> None:
+    """Run the API, web UI, in-process worker and (if configured) the PBX tracker."""
+    import uvicorn
+
+    from earwitness.api import create_app
+
+    overrides: dict[str, object] = {}
+    if demo is not None:
+        overrides["demo"] = demo
+    settings = load_settings(**overrides) if overrides else _settings()
+    configure_logging()
+    runtime = Runtime.open(settings)
+    try:
+        runtime.start_worker()
+        _maybe_load_demo(runtime)
+        runtime.start_services()
+        bind_host, bind_port = host or settings.host, port or settings.port
+        console.print(
+            f"[bold green]earwitness[/] on [link]http://{bind_host}:{bind_port}[/link]  "
+            f"(database {redact_url(runtime.db.url)}, worker {settings.worker_mode})"
+        )
+        uvicorn.run(create_app(runtime=runtime), host=bind_host, port=bind_port, log_config=None)
+    finally:
+        runtime.close()
+
+
+def _maybe_load_demo(runtime: Runtime) -> None:
+    from earwitness.demo.loader import demo_wanted, load_demo
+
+    if demo_wanted(runtime):
+        load_demo(runtime, console=console)
+
+
+@app.command()
+def demo(
+    wait: Annotated[bool, typer.Option(help="wait for the pipeline jobs to finish")] = True,
+) -> None:
+    """Build the demo data set (synthesised calls, GPX track, case) and run it through the pipeline."""
+    from earwitness.demo.loader import load_demo
+
+    configure_logging("WARNING")
+    runtime = Runtime.open(_settings())
+    try:
+        runtime.start_worker()
+        summary = load_demo(runtime, console=console, wait=wait)
+        console.print(summary)
+    finally:
+        runtime.close()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema to the newest revision (also done on every start)."""
+    from earwitness.migrations import current_revision
+
+    runtime = Runtime.open(_settings())
+    try:
+        console.print(
+            f"schema at revision [bold]{current_revision(runtime.db.engine)}[/] "
+            f"on {redact_url(runtime.db.url)}"
+        )
+    finally:
+        runtime.close()
+
+
+@app.command()
+def worker(
+    threads: Annotated[int | None, typer.Option(help="worker threads")] = None,
+) -> None:
+    """Run only the job worker (for extra machines or a separate process)."""
+    from earwitness.jobs.worker import Worker
+
+    settings = _settings()
+    configure_logging()
+    runtime = Runtime.open(settings)
+    runner = Worker(
+        runtime.db,
+        threads=threads or max(1, settings.worker_threads),
+        lease_s=settings.job_lease_s,
+        poll_s=settings.job_poll_s,
+        extra_modules=settings.job_modules,
+    )
+    console.print(f"worker {runner.identity} handling {', '.join(runner.kinds)}")
+    try:
+        runner.run_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.close()
+
+
+def main() -> None:
+    """Console-script entry point: one clean line per user-facing error."""
+    try:
+        app(standalone_mode=False)
+    except EarwitnessError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.detail}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""The one place settings live.
+
+Every value comes from (highest first) keyword arguments, ``EARWITNESS_*``
+environment variables, an optional TOML file (``EARWITNESS_CONFIG`` or
+``./earwitness.toml``) and the defaults below. The defaults are the embedded
+set-up: SQLite in WAL mode under the data dir, an in-process worker, the
+bundled Whisper model, no PBX.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from earwitness.errors import ConfigError
+
+WorkerMode = Literal["inline", "celery", "off"]
+
+
+def _toml_path() -> Path | None:
+    explicit = os.environ.get("EARWITNESS_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"EARWITNESS_CONFIG points to {path}, which is not a readable file")
+        return path
+    local = Path("earwitness.toml")
+    return local if local.is_file() else None
+
+
+class Settings(BaseSettings):
+    """All configuration of one earwitness process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EARWITNESS_", extra="forbid", validate_default=True
+    )
+
+    data_dir: Path = Path("./earwitness-data")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite file in data_dir"
+    )
+
+    # PBX: no host configured means no call tracker is started.
+    ami_host: str | None = None
+    ami_port: int = Field(default=5038, ge=1, le=65535)
+    ami_user: str | None = None
+    ami_secret: SecretStr | None = None
+    ami_ping_interval_s: float = Field(default=20.0, gt=0)
+    ami_record_calls: bool = True
+    ami_recording_dir: Path | None = Field(
+        default=None, description="Where MixMonitor files appear on this host"
+    )
+
+    # Speech models: a CTranslate2 directory or a faster-whisper model name.
+    whisper_model: str | None = Field(default=None, description="default: bundled tiny.en")
+    whisper_model_multilingual: str | None = Field(
+        default=None, description="default: bundled multilingual base (joined into data_dir)"
+    )
+    whisper_device: str = "cpu"
+    whisper_compute_type: str = "int8"
+
+    worker_mode: WorkerMode = "inline"
+    worker_threads: int = Field(default=1, ge=0, le=64)
+    job_lease_s: float = Field(default=60.0, gt=0)
+    job_poll_s: float = Field(default=0.5, gt=0)
+    job_modules: list[str] = Field(
+        default_factory=list, description="extra modules that register job handlers"
+    )
+    celery_broker_url: str = "redis://127.0.0.1:6379/0"
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_upload_mb: float = Field(default=200.0, gt=0)
+    require_auth: bool = False
+    bootstrap_api_key: SecretStr | None = Field(
+        default=None, description="created as an admin key on start if no key exists"
+    )
+
+    demo: Literal["auto", "always", "never"] = Field(
+        default="auto", description="auto: load demo data when the database has no calls"
+    )
+    sla_rings: int = Field(default=3, ge=1, le=100)
+    sla_cadence: str = "cn"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("only sqlite:/// and postgresql+psycopg:// URLs are supported")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = _toml_path()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'earwitness.db').resolve()}"
+
+    @property
+    def ami_enabled(self) -> bool:
+        return bool(self.ami_host)
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning pydantic's multi-line report into one ConfigError line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration ({problems})") from None
+    except (OSError, ValueError) as exc:  # unreadable/invalid TOML
+        raise ConfigError(f"cannot read configuration: {exc}") from None

@@ -1,0 +1,1 @@
+"""Evidence: the content-addressed blob store, custody chain, bundles and track analysis."""

@@ -1,0 +1,46 @@
+"""Evidence items (content-addressed, never modified) and their hash-chained custody log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from earwitness.models.base import Base, utcnow
+
+
+class Evidence(Base):
+    """A file filed on a case; ``sha256`` names its blob in the store."""
+
+    __tablename__ = "evidence"
+    __table_args__ = (UniqueConstraint("case_id", "sha256"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # recording|transcript|track|document
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int]
+    media_type: Mapped[str] = mapped_column(String(100))
+    original_name: Mapped[str] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    received_by: Mapped[str | None] = mapped_column(String(120))
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    custody: Mapped[list[CustodyEntry]] = relationship(
+        back_populates="evidence", order_by="CustodyEntry.id", cascade="all, delete-orphan"
+    )
+
+
+class CustodyEntry(Base):
+    """One custody event; ``entry_hash`` covers ``prev_hash`` so a gap or edit shows."""
+
+    __tablename__ = "custody_entries"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    evidence_id: Mapped[int] = mapped_column(ForeignKey("evidence.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str | None] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str] = mapped_column(String(500), default="")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    evidence: Mapped[Evidence] = relationship(back_populates="custody")

@@ -1,0 +1,98 @@
+"""Calls as the PBX saw them: queues, agents, calls, their raw events and ring attempts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from earwitness.models.base import Base, Timestamps, utcnow
+
+
+class Queue(Base, Timestamps):
+    """A call queue; its SLA target may be in rings or seconds."""
+
+    __tablename__ = "queues"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    sla_rings: Mapped[int | None]
+    sla_seconds: Mapped[float | None]
+    cadence: Mapped[str] = mapped_column(String(40), default="cn")
+
+
+class Agent(Base, Timestamps):
+    """An agent as the PBX names it (queue member interface) plus a display name."""
+
+    __tablename__ = "agents"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    interface: Mapped[str] = mapped_column(String(120), unique=True)
+    name: Mapped[str | None] = mapped_column(String(120))
+
+
+class Call(Base, Timestamps):
+    """One complaint call, keyed by Asterisk's linkedid so transfers stay one call."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        UniqueConstraint("source", "linkedid"),
+        Index("ix_calls_entered_at", "entered_at"),
+        Index("ix_calls_caller", "caller"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    linkedid: Mapped[str] = mapped_column(String(80))
+    source: Mapped[str] = mapped_column(String(20), default="ami")  # ami|queue_log|demo|upload
+    kind: Mapped[str] = mapped_column(String(20), default="queue")  # queue|direct
+    caller: Mapped[str | None] = mapped_column(String(80))
+    caller_name: Mapped[str | None] = mapped_column(String(120))
+    queue_id: Mapped[int | None] = mapped_column(ForeignKey("queues.id"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    entered_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    wait_s: Mapped[float | None]
+    rings: Mapped[int | None]
+    cadence: Mapped[str | None] = mapped_column(String(40))
+    outcome: Mapped[str] = mapped_column(String(20), default="in_progress")
+    hangup_cause: Mapped[str | None] = mapped_column(String(80))
+    transferred_to: Mapped[str | None] = mapped_column(String(120))
+    time_source: Mapped[str] = mapped_column(String(10), default="event")  # event|receipt
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    queue: Mapped[Queue | None] = relationship(lazy="joined")
+    agent: Mapped[Agent | None] = relationship(lazy="joined")
+    events: Mapped[list[CallEvent]] = relationship(
+        back_populates="call", order_by="CallEvent.id", cascade="all, delete-orphan"
+    )
+    attempts: Mapped[list[AgentAttempt]] = relationship(
+        back_populates="call", order_by="AgentAttempt.id", cascade="all, delete-orphan"
+    )
+
+
+class CallEvent(Base):
+    """A PBX event that shaped a call, kept for the call's history and for audits."""
+
+    __tablename__ = "call_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime]
+    time_source: Mapped[str] = mapped_column(String(10))
+    name: Mapped[str] = mapped_column(String(60))
+    channel: Mapped[str | None] = mapped_column(String(200))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    call: Mapped[Call] = relationship(back_populates="events")
+
+
+class AgentAttempt(Base):
+    """One agent being rung for a call: answered, rang out (RONA) or cancelled."""
+
+    __tablename__ = "agent_attempts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    rang_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    result: Mapped[str] = mapped_column(String(20), default="ringing")  # answered|rona|cancelled
+    call: Mapped[Call] = relationship(back_populates="attempts")
+    agent: Mapped[Agent] = relationship(lazy="joined")

@@ -1,0 +1,140 @@
+"""What one running earwitness process holds: settings, database, blob store, worker, PBX link.
+
+The API and the CLI both build a Runtime, so start-up (schema upgrade, bootstrap
+key, worker, tracker) happens the same way whichever front door is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import func, select
+
+from earwitness.config import Settings
+from earwitness.db import Database
+from earwitness.evidence.store import BlobStore
+from earwitness.jobs import enqueue
+from earwitness.jobs.worker import Worker
+from earwitness.migrations import upgrade
+from earwitness.models import ApiKey, User
+
+log = logging.getLogger(__name__)
+
+
+class Service(Protocol):
+    """A long-running part (PBX tracker, ...) the runtime starts, stops and reports on."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    worker: Worker | None = None
+    services: dict[str, Service] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Runtime:
+        """Connect and upgrade the schema; raises one clear error when storage is unusable."""
+        db = Database(settings.resolved_database_url)
+        db.ping()
+        upgrade(db.engine)
+        runtime = cls(settings, db, BlobStore(settings.blob_dir))
+        runtime._bootstrap_key()
+        return runtime
+
+    def _bootstrap_key(self) -> None:
+        secret = self.settings.bootstrap_api_key
+        if secret is None:
+            return
+        key_hash = hash_api_key(secret.get_secret_value())
+        with self.db.session() as session:
+            if session.scalar(select(func.count()).select_from(ApiKey)):
+                return
+            admin = session.scalar(select(User).where(User.username == "admin"))
+            if admin is None:
+                admin = User(username="admin", display_name="Administrator", role="admin")
+                session.add(admin)
+            session.add(
+                ApiKey(
+                    user=admin,
+                    name="bootstrap",
+                    prefix=secret.get_secret_value()[:6],
+                    key_hash=key_hash,
+                )
+            )
+
+    def start_worker(self) -> None:
+        if self.settings.worker_mode != "inline" or self.settings.worker_threads == 0:
+            return
+        self.worker = Worker(
+            self.db,
+            threads=self.settings.worker_threads,
+            lease_s=self.settings.job_lease_s,
+            poll_s=self.settings.job_poll_s,
+            extra_modules=self.settings.job_modules,
+        )
+        self.worker.start()
+
+    def start_services(self) -> None:
+        for name, service in self.services.items():
+            log.info("starting %s", name)
+            service.start()
+
+    def submit(
+        self, kind: str, payload: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> int:
+        """Enqueue a job and wake the local worker; returns the job id."""
+        with self.db.session() as session:
+            job = enqueue(session, kind, payload, idempotency_key=idempotency_key)
+            job_id = job.id
+        if self.worker is not None:
+            self.worker.notify()
+        return job_id
+
+    def health(self) -> dict[str, Any]:
+        report: dict[str, Any] = {}
+        try:
+            self.db.ping()
+            report["database"] = {"ok": True, "dialect": self.db.engine.dialect.name}
+        except Exception as exc:
+            report["database"] = {"ok": False, "error": str(exc)}
+        if self.worker is None:
+            report["worker"] = {
+                "ok": self.settings.worker_mode != "inline",
+                "mode": self.settings.worker_mode,
+                "running": False,
+            }
+        else:
+            report["worker"] = {
+                "ok": self.worker.alive,
+                "mode": "inline",
+                "running": self.worker.alive,
+                "processed": self.worker.processed,
+                "last_error": self.worker.last_error,
+            }
+        for name, service in self.services.items():
+            report[name] = service.health()
+        if "ami" not in report:
+            report["ami"] = {"ok": True, "configured": False}
+        return report
+
+    def close(self) -> None:
+        for service in self.services.values():
+            service.stop()
+        if self.worker is not None:
+            self.worker.stop()
+        self.db.dispose()
