@@ -1,0 +1,1 @@
+"""Telephony: AMI, call tracking, ring and SLA maths, queue_log import."""
