@@ -58,7 +58,12 @@ class Settings(BaseSettings):
     ami_ping_interval_s: float = Field(default=20.0, gt=0)
     ami_record_calls: bool = True
     ami_recording_dir: Path | None = Field(
-        default=None, description="Where MixMonitor files appear on this host"
+        default=None,
+        description="this host's path of the PBX's monitor dir (where MixMonitor files land)",
+    )
+    ami_queue_log_path: Path | None = Field(
+        default=None,
+        description="this host's path of the PBX's queue_log: fills AMI gaps after a reconnect",
     )
 
     # Speech models: a CTranslate2 directory or a faster-whisper model name.

@@ -54,6 +54,10 @@ class Runtime:
         upgrade(db.engine)
         runtime = cls(settings, db, BlobStore(settings.blob_dir))
         runtime._bootstrap_key()
+        if settings.ami_enabled:
+            from earwitness.telephony.service import PbxService
+
+            runtime.services["ami"] = PbxService(settings, db, submit=runtime.submit)
         return runtime
 
     def _bootstrap_key(self) -> None:

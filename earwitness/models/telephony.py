@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+if TYPE_CHECKING:
+    from earwitness.models.recordings import Recording
 
 from earwitness.models.base import Base, Timestamps, utcnow
 
@@ -46,6 +49,8 @@ class Call(Base, Timestamps):
     kind: Mapped[str] = mapped_column(String(20), default="queue")  # queue|direct
     caller: Mapped[str | None] = mapped_column(String(80))
     caller_name: Mapped[str | None] = mapped_column(String(120))
+    # Uniqueid of the caller's channel in the queue: the callid queue_log writes.
+    caller_uniqueid: Mapped[str | None] = mapped_column(String(80), index=True)
     queue_id: Mapped[int | None] = mapped_column(ForeignKey("queues.id"))
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     entered_at: Mapped[datetime]
@@ -67,6 +72,9 @@ class Call(Base, Timestamps):
     )
     attempts: Mapped[list[AgentAttempt]] = relationship(
         back_populates="call", order_by="AgentAttempt.id", cascade="all, delete-orphan"
+    )
+    recordings: Mapped[list[Recording]] = relationship(
+        primaryjoin="Call.id == foreign(Recording.call_id)", viewonly=True
     )
 
 

@@ -1,0 +1,281 @@
+"""Calls, SLA figures and the live wallboard (JSON and server-sent events)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fastapi import APIRouter, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from earwitness.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from earwitness.errors import BadInput, NotFound
+from earwitness.models import Call
+from earwitness.runtime import Runtime
+from earwitness.telephony.persist import SlaDefaults
+from earwitness.telephony.queries import (
+    CallFilter,
+    agent_states,
+    call_records,
+    call_summary,
+    count_calls,
+    filtered_calls,
+    target_of,
+)
+from earwitness.telephony.sla import live_snapshot, summarise
+
+router = APIRouter(tags=["calls"])
+
+
+class CallOut(BaseModel):
+    id: int
+    linkedid: str
+    source: str
+    kind: str
+    caller: str | None
+    queue: str | None
+    agent: str | None
+    entered_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    wait_s: float | None
+    rings: int | None
+    cadence: str | None
+    outcome: str
+    transferred_to: str | None
+    time_source: str
+    recording_id: int | None
+
+
+class CallPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[CallOut]
+
+
+class CallEventOut(BaseModel):
+    at: datetime
+    time_source: str
+    name: str
+    channel: str | None
+    data: dict[str, Any]
+
+
+class AttemptOut(BaseModel):
+    agent: str
+    rang_at: datetime
+    ended_at: datetime | None
+    result: str
+
+
+class CallDetail(CallOut):
+    caller_name: str | None
+    hangup_cause: str | None
+    attempts: list[AttemptOut]
+    events: list[CallEventOut]
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise BadInput(f"{name} needs a timezone (e.g. 2026-11-26T08:00:00+08:00 or ...Z)")
+    return value
+
+
+def _filter(
+    start: datetime | None,
+    end: datetime | None,
+    queue: str | None,
+    agent: str | None,
+    outcome: str | None,
+    caller: str | None,
+    min_rings: int | None = None,
+) -> CallFilter:
+    return CallFilter(
+        _aware(start, "from"), _aware(end, "to"), queue, agent, outcome, caller, min_rings
+    )
+
+
+Outcome = Literal[
+    "answered", "abandoned", "timeout", "busy", "unavailable", "failed", "in_progress"
+]
+
+
+@router.get("/api/calls", response_model=CallPage)
+def list_calls(
+    session: SessionDep,
+    _: PrincipalDep,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+    queue: str | None = None,
+    agent: str | None = None,
+    outcome: Outcome | None = None,
+    caller: str | None = None,
+    min_rings: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Calls, newest first; ``from``/``to`` bound the time the caller started ringing."""
+    f = _filter(start, end, queue, agent, outcome, caller, min_rings)
+    rows = session.scalars(
+        filtered_calls(f)
+        .order_by(Call.entered_at.desc(), Call.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).unique()
+    return {
+        "total": count_calls(session, f),
+        "limit": limit,
+        "offset": offset,
+        "items": [call_summary(r) for r in rows],
+    }
+
+
+@router.get("/api/calls/{call_id}", response_model=CallDetail)
+def read_call(call_id: int, session: SessionDep, _: PrincipalDep) -> dict[str, Any]:
+    row = session.get(Call, call_id)
+    if row is None:
+        raise NotFound(f"call {call_id} does not exist")
+    return {
+        **call_summary(row),
+        "caller_name": row.caller_name,
+        "hangup_cause": row.hangup_cause,
+        "attempts": [
+            {
+                "agent": a.agent.name or a.agent.interface,
+                "rang_at": a.rang_at,
+                "ended_at": a.ended_at,
+                "result": a.result,
+            }
+            for a in row.attempts
+        ],
+        "events": [
+            {
+                "at": e.at,
+                "time_source": e.time_source,
+                "name": e.name,
+                "channel": e.channel,
+                "data": e.data,
+            }
+            for e in row.events
+        ],
+    }
+
+
+def _defaults(runtime: Runtime) -> SlaDefaults:
+    return SlaDefaults(runtime.settings.sla_rings, runtime.settings.sla_cadence)
+
+
+def _zone(tz: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadInput(f"unknown time zone {tz!r} (use an IANA name like Asia/Shanghai)") from None
+
+
+@router.get("/api/sla")
+def sla(
+    runtime: RuntimeDep,
+    session: SessionDep,
+    _: PrincipalDep,
+    group_by: Literal["queue", "agent", "hour", "day", "total"] = "queue",
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+    queue: str | None = None,
+    agent: str | None = None,
+    tz: str = "UTC",
+) -> dict[str, Any]:
+    """Service level, ASA, waits, abandons, rings histogram and RONA per group.
+
+    Each queue is measured against its own target; other groupings use the target of
+    ``queue`` if given, else the default (3 rings, China cadence unless configured).
+    """
+    f = _filter(start, end, queue, agent, None, None)
+    records = call_records(session, f)
+    zone = _zone(tz)
+    defaults = _defaults(runtime)
+    groups: list[Any] = []
+    if group_by == "queue":
+        for name in sorted({r.queue for r in records if r.queue} | ({queue} if queue else set())):
+            in_queue = [r for r in records if r.queue == name]
+            groups += summarise(in_queue, target_of(session, name, defaults), "queue", zone)
+        no_queue = [r for r in records if not r.queue]
+        if no_queue:
+            groups += summarise(no_queue, target_of(session, None, defaults), "queue", zone)
+    else:
+        groups = summarise(records, target_of(session, queue, defaults), group_by, zone)
+    return {"group_by": group_by, "tz": tz, "groups": jsonable_encoder([asdict(g) for g in groups])}
+
+
+def _live(runtime: Runtime) -> dict[str, Any]:
+    with runtime.db.session() as session:
+        in_progress = call_records(session, CallFilter(outcome="in_progress"))
+        states = agent_states(session)
+        target = target_of(session, None, _defaults(runtime))
+        ami = runtime.services.get("ami")
+    snap = live_snapshot(in_progress, datetime.now(UTC), target, states)
+    waiting = [
+        {
+            "caller": r.caller,
+            "queue": r.queue,
+            "entered_at": r.entered_at,
+            "wait_s": (datetime.now(UTC) - r.entered_at).total_seconds(),
+        }
+        for r in in_progress
+        if not r.answered
+    ]
+    return jsonable_encoder(
+        {
+            **asdict(snap),
+            "agents": states,
+            "waiting": waiting,
+            "pbx": ami.health() if ami is not None else {"configured": False},
+        }
+    )
+
+
+@router.get("/api/live")
+def live(runtime: RuntimeDep, _: PrincipalDep) -> dict[str, Any]:
+    """The wallboard now: calls waiting, longest wait (s and rings), agents ringing/talking."""
+    return _live(runtime)
+
+
+@router.get("/api/live/stream")
+async def live_stream(
+    request: Request,
+    runtime: RuntimeDep,
+    _: PrincipalDep,
+    interval_s: Annotated[float, Query(ge=0.2, le=60)] = 1.0,
+    max_events: Annotated[int | None, Query(ge=1)] = None,
+) -> StreamingResponse:
+    """Server-sent events: one ``snapshot`` event per interval for wallboards."""
+
+    async def events() -> AsyncIterator[bytes]:
+        sent = 0
+        while not await request.is_disconnected():
+            payload = await asyncio.to_thread(_live, runtime)
+            yield f"event: snapshot\ndata: {json.dumps(payload)}\n\n".encode()
+            sent += 1
+            if max_events is not None and sent >= max_events:
+                return
+            await asyncio.sleep(interval_s)
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@router.get("/api/calls/by-linkedid/{linkedid}", response_model=CallOut)
+def call_by_linkedid(linkedid: str, session: SessionDep, _: PrincipalDep) -> dict[str, Any]:
+    row = session.scalar(select(Call).where(Call.linkedid == linkedid))
+    if row is None:
+        raise NotFound(f"no call with linkedid {linkedid}")
+    return call_summary(row)

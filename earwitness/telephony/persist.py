@@ -1,0 +1,148 @@
+"""Write tracked calls to the database (the edge between the pure tracker and storage).
+
+A call row is keyed by (source, linkedid) and updated in place as events arrive,
+so a crash, a replay or a resync can re-save a call without creating a twin.
+Rings are computed here, with the queue's own target cadence, and stored beside
+the raw seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from earwitness.models import Agent, AgentAttempt, Call, CallEvent, Queue
+from earwitness.telephony.records import CallRecord
+from earwitness.telephony.rings import Cadence, SlaTarget, ring_count
+from earwitness.telephony.tracker import TrackedCall
+
+
+@dataclass(frozen=True)
+class SlaDefaults:
+    """The target used where a queue has none of its own."""
+
+    rings: int = 3
+    cadence: str = "cn"
+
+
+def queue_row(session: Session, name: str, defaults: SlaDefaults) -> Queue:
+    row = session.scalar(select(Queue).where(Queue.name == name))
+    if row is None:
+        row = Queue(name=name, sla_rings=defaults.rings, cadence=defaults.cadence)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def agent_row(session: Session, interface: str, name: str | None = None) -> Agent:
+    row = session.scalar(select(Agent).where(Agent.interface == interface))
+    if row is None:
+        row = Agent(interface=interface, name=name)
+        session.add(row)
+        session.flush()
+    elif name and not row.name:
+        row.name = name
+    return row
+
+
+def target_for(queue: Queue | None, defaults: SlaDefaults) -> SlaTarget:
+    """The SLA target of a queue: its rings and/or seconds, its country's cadence."""
+    cadence = Cadence.for_country(queue.cadence if queue else defaults.cadence)
+    if queue is None or (queue.sla_rings is None and queue.sla_seconds is None):
+        return SlaTarget(rings=defaults.rings, cadence=cadence)
+    return SlaTarget(rings=queue.sla_rings, seconds=queue.sla_seconds, cadence=cadence)
+
+
+def apply_record(
+    session: Session,
+    row: Call,
+    record: CallRecord,
+    defaults: SlaDefaults,
+    agent_name: str | None = None,
+) -> None:
+    """Copy a plain record onto a call row, deriving wait and rings."""
+    row.caller = record.caller
+    row.queue = queue_row(session, record.queue, defaults) if record.queue else None
+    row.agent = agent_row(session, record.agent, agent_name) if record.agent else None
+    row.entered_at, row.answered_at, row.ended_at = (
+        record.entered_at,
+        record.answered_at,
+        record.ended_at,
+    )
+    row.outcome = record.outcome.value
+    row.transferred_to = record.transferred_to
+    row.wait_s = record.wait_s
+    target = target_for(row.queue, defaults)
+    row.cadence = target.cadence.name
+    row.rings = ring_count(row.wait_s, target.cadence) if row.wait_s is not None else None
+
+
+def save_tracked(session: Session, call: TrackedCall, defaults: SlaDefaults) -> Call:
+    """Upsert one tracked call with its new events and its ring attempts."""
+    row = session.scalar(select(Call).where(Call.source == "ami", Call.linkedid == call.linkedid))
+    if row is None:
+        row = Call(source="ami", linkedid=call.linkedid, entered_at=call.entered_at)
+        session.add(row)
+    row.kind = call.kind or "queue"
+    row.caller_name = call.caller_name
+    row.caller_uniqueid = call.caller_uniqueid
+    row.hangup_cause = call.hangup_cause
+    row.time_source = call.time_source
+    apply_record(session, row, call.record(), defaults, call.agent_name)
+    for note in call.notes:
+        row.events.append(
+            CallEvent(
+                at=note.at,
+                time_source=note.time_source,
+                name=note.name,
+                channel=note.channel,
+                data=note.data,
+            )
+        )
+    call.notes.clear()
+    row.attempts = [
+        AgentAttempt(
+            agent=agent_row(session, a.agent, a.name),
+            rang_at=a.rang_at,
+            ended_at=a.ended_at,
+            result=a.result,
+        )
+        for a in call.attempts
+    ]
+    session.flush()
+    return row
+
+
+def save_imported(
+    session: Session,
+    records: Iterable[CallRecord],
+    defaults: SlaDefaults,
+    *,
+    source: str = "queue_log",
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, int]:
+    """Insert or update imported records keyed by their callid; returns (new, updated)."""
+    new = updated = 0
+    for n, record in enumerate(records, start=1):
+        row = session.scalar(select(Call).where(Call.source == source, Call.linkedid == record.key))
+        if row is None:
+            row = Call(source=source, linkedid=record.key, entered_at=record.entered_at)
+            row.caller_uniqueid = record.key.split("#")[0]
+            session.add(row)
+            new += 1
+        else:
+            updated += 1
+        row.kind = "queue"
+        row.time_source = "event"
+        apply_record(session, row, record, defaults)
+        row.attempts = [
+            AgentAttempt(agent=agent_row(session, agent), rang_at=record.entered_at, result="rona")
+            for agent in record.rona
+        ]
+        if progress is not None:
+            progress(n)
+    session.flush()
+    return new, updated

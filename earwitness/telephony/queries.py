@@ -1,0 +1,119 @@
+"""Read calls back from the database as plain records for the SLA maths, API and CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from earwitness.models import Agent, AgentAttempt, Call, Queue
+from earwitness.telephony.persist import SlaDefaults, target_for
+from earwitness.telephony.records import CallOutcome, CallRecord
+from earwitness.telephony.rings import SlaTarget
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    start: datetime | None = None
+    end: datetime | None = None
+    queue: str | None = None
+    agent: str | None = None
+    outcome: str | None = None
+    caller: str | None = None
+    min_rings: int | None = None
+
+
+def filtered_calls(f: CallFilter) -> Select[Call]:
+    query = select(Call)
+    if f.start is not None:
+        query = query.where(Call.entered_at >= f.start)
+    if f.end is not None:
+        query = query.where(Call.entered_at < f.end)
+    if f.queue:
+        query = query.join(Queue, Call.queue_id == Queue.id).where(Queue.name == f.queue)
+    if f.agent:
+        query = query.join(Agent, Call.agent_id == Agent.id).where(
+            (Agent.interface == f.agent) | (Agent.name == f.agent)
+        )
+    if f.outcome:
+        query = query.where(Call.outcome == f.outcome)
+    if f.caller:
+        query = query.where(Call.caller == f.caller)
+    if f.min_rings is not None:
+        query = query.where(Call.rings >= f.min_rings)
+    return query
+
+
+def count_calls(session: Session, f: CallFilter) -> int:
+    return session.scalar(select(func.count()).select_from(filtered_calls(f).subquery())) or 0
+
+
+def to_record(row: Call) -> CallRecord:
+    return CallRecord(
+        key=f"{row.source}:{row.linkedid}",
+        caller=row.caller,
+        queue=row.queue.name if row.queue else None,
+        agent=(row.agent.name or row.agent.interface) if row.agent else None,
+        entered_at=row.entered_at,
+        answered_at=row.answered_at,
+        ended_at=row.ended_at if row.outcome != "in_progress" else None,
+        outcome=CallOutcome(row.outcome),
+        rona=tuple((a.agent.name or a.agent.interface) for a in row.attempts if a.result == "rona"),
+        transferred_to=row.transferred_to,
+    )
+
+
+def call_records(session: Session, f: CallFilter) -> list[CallRecord]:
+    rows = session.scalars(filtered_calls(f).order_by(Call.entered_at)).unique().all()
+    return [to_record(r) for r in rows]
+
+
+def target_of(session: Session, queue: str | None, defaults: SlaDefaults) -> SlaTarget:
+    row = session.scalar(select(Queue).where(Queue.name == queue)) if queue else None
+    return target_for(row, defaults)
+
+
+def agent_states(session: Session) -> dict[str, str]:
+    """agent -> ringing|talking for calls in progress (others are not listed)."""
+    states: dict[str, str] = {}
+    ringing = session.scalars(
+        select(AgentAttempt)
+        .join(Call)
+        .where(AgentAttempt.result == "ringing", Call.outcome == "in_progress")
+    ).all()
+    for attempt in ringing:
+        states[attempt.agent.name or attempt.agent.interface] = "ringing"
+    talking = session.scalars(
+        select(Call).where(Call.outcome == "in_progress", Call.answered_at.is_not(None))
+    ).all()
+    for call in talking:
+        if call.agent is not None:
+            states[call.agent.name or call.agent.interface] = "talking"
+    return states
+
+
+def call_summary(row: Call) -> dict[str, Any]:
+    """The API's and CLI's view of one call."""
+    recording = max((r.id for r in row.recordings), default=None) if row.recordings else None
+    return {
+        "id": row.id,
+        "linkedid": row.linkedid,
+        "source": row.source,
+        "kind": row.kind,
+        "caller": row.caller,
+        "queue": row.queue.name if row.queue else None,
+        "agent": (row.agent.name or row.agent.interface) if row.agent else None,
+        "entered_at": row.entered_at,
+        "answered_at": row.answered_at,
+        "ended_at": row.ended_at,
+        "wait_s": row.wait_s,
+        "rings": row.rings,
+        "cadence": row.cadence,
+        "outcome": row.outcome,
+        "transferred_to": row.transferred_to,
+        "time_source": row.time_source,
+        "recording_id": recording,
+    }
