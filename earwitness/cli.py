@@ -77,7 +77,7 @@ def _maybe_load_demo(runtime: Runtime) -> None:
 def demo(
     wait: Annotated[bool, typer.Option(help="wait for the pipeline jobs to finish")] = True,
 ) -> None:
-    """Build the demo data set (synthesised calls, GPX track, case) and run it through the pipeline."""
+    """Build the demo data (synthesised calls, GPX track, case) and run it through the pipeline."""
     from earwitness.demo.loader import load_demo
 
     configure_logging("WARNING")
@@ -129,6 +129,11 @@ def worker(
         pass
     finally:
         runtime.close()
+
+
+from earwitness import cli_telephony  # noqa: E402  (commands register on the app above)
+
+cli_telephony.register(app)
 
 
 def main() -> None:
