@@ -107,6 +107,7 @@ class TrackedCall:
     transferred_to: str | None = None
     time_source: TimeSource = "event"
     asterisk_hold_s: float | None = None
+    last_event_at: datetime | None = None
     channels: set[str] = field(default_factory=set)
     attempts: list[Attempt] = field(default_factory=list)
     notes: list[EventNote] = field(default_factory=list)  # not yet persisted
@@ -173,6 +174,7 @@ class CallTracker:
             if event.name == "Hangup":  # the end of a call we never saw begin
                 return []
             call = self.calls[linkedid] = TrackedCall(linkedid)
+        call.last_event_at = at
         handler = getattr(self, f"_on_{event.name}", None)
         changed = handler(call, event, at, source) if handler is not None else False
         channel = event.get("Channel")
@@ -403,7 +405,10 @@ class CallTracker:
             call.channels = still
             if not still and call.ended_at is None:
                 if call.is_call:
-                    self._finish(call, now, "resync")
+                    # Ended unseen: the PBX restarted or the link was down. The last event we
+                    # saw is the best bound we have for when; ``resync`` marks it as such.
+                    call.hangup_cause = call.hangup_cause or "interrupted: PBX link lost"
+                    self._finish(call, call.last_event_at or now, "resync")
                     changed.append(call)
                 else:
                     self._forget(call)
