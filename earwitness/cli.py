@@ -116,7 +116,7 @@ def worker(
     configure_logging()
     runtime = Runtime.open(settings)
     runner = Worker(
-        runtime.db,
+        runtime.job_env(),
         threads=threads or max(1, settings.worker_threads),
         lease_s=settings.job_lease_s,
         poll_s=settings.job_poll_s,

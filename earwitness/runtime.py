@@ -17,6 +17,7 @@ from earwitness.config import Settings
 from earwitness.db import Database
 from earwitness.evidence.store import BlobStore
 from earwitness.jobs import enqueue
+from earwitness.jobs.registry import JobEnv
 from earwitness.jobs.worker import Worker
 from earwitness.migrations import upgrade
 from earwitness.models import ApiKey, User
@@ -85,13 +86,16 @@ class Runtime:
         if self.settings.worker_mode != "inline" or self.settings.worker_threads == 0:
             return
         self.worker = Worker(
-            self.db,
+            self.job_env(),
             threads=self.settings.worker_threads,
             lease_s=self.settings.job_lease_s,
             poll_s=self.settings.job_poll_s,
             extra_modules=self.settings.job_modules,
         )
         self.worker.start()
+
+    def job_env(self) -> JobEnv:
+        return JobEnv(self.settings, self.db, self.blobs, self.submit)
 
     def start_services(self) -> None:
         for name, service in self.services.items():

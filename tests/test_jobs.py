@@ -178,7 +178,7 @@ def test_two_workers_never_run_a_job_twice(runtime: Runtime, handler_env: dict[s
 def test_transient_errors_retry_with_backoff_then_succeed(
     runtime: Runtime, handler_env: dict[str, str]
 ) -> None:
-    worker = Worker(runtime.db, threads=1, poll_s=0.02, extra_modules=["ew_test_handlers"])
+    worker = Worker(runtime.job_env(), threads=1, poll_s=0.02, extra_modules=["ew_test_handlers"])
     job_id = runtime.submit("test.flaky", {"succeed_on": 3})
     worker.start()
     try:
@@ -195,7 +195,7 @@ def test_transient_errors_retry_with_backoff_then_succeed(
 
 
 def test_bad_input_fails_once_without_retry(runtime: Runtime, handler_env: dict[str, str]) -> None:
-    worker = Worker(runtime.db, threads=1, poll_s=0.02, extra_modules=["ew_test_handlers"])
+    worker = Worker(runtime.job_env(), threads=1, poll_s=0.02, extra_modules=["ew_test_handlers"])
     job_id = runtime.submit("test.bad", {})
     worker.start()
     try:

@@ -7,11 +7,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from earwitness.config import Settings
+from earwitness.db import Database
 from earwitness.errors import ConfigError
+from earwitness.evidence.store import BlobStore
+
+
+@dataclass(frozen=True)
+class JobEnv:
+    """What handlers work with: the process's settings, database, blob store and a way to
+    queue follow-up jobs. Built once per worker from the runtime."""
+
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    submit: Callable[..., int]
 
 
 class JobContext(Protocol):
     """What a handler may do besides computing: report progress, reach the database."""
+
+    @property
+    def env(self) -> JobEnv: ...
 
     @property
     def job_id(self) -> int: ...

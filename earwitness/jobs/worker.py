@@ -16,7 +16,7 @@ from typing import Any
 from earwitness.db import Database
 from earwitness.errors import BadInput, EarwitnessError
 from earwitness.jobs import queue
-from earwitness.jobs.registry import get_handler, known_kinds, load_handler_modules
+from earwitness.jobs.registry import JobEnv, get_handler, known_kinds, load_handler_modules
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,10 @@ class _RunningJob:
     _message: str = ""
     _last_write: float = 0.0
     lost: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def env(self) -> JobEnv:
+        return self.worker.env
 
     @property
     def job_id(self) -> int:
@@ -70,14 +74,15 @@ class Worker:
 
     def __init__(
         self,
-        db: Database,
+        env: JobEnv,
         *,
         threads: int = 1,
         lease_s: float = 60.0,
         poll_s: float = 0.5,
         extra_modules: list[str] | None = None,
     ) -> None:
-        self.db = db
+        self.env = env
+        self.db: Database = env.db
         self.threads = threads
         self.lease_s = lease_s
         self.poll_s = poll_s
