@@ -54,7 +54,11 @@ _HANDLERS: dict[str, HandlerSpec] = {}
 
 # Modules that register the product's own handlers; imported lazily by the worker so
 # the api can enqueue without importing heavy speech code.
-BUILTIN_MODULES: list[str] = ["earwitness.jobs.builtin"]
+BUILTIN_MODULES: list[str] = [
+    "earwitness.jobs.builtin",
+    "earwitness.recordings.pbx",
+    "earwitness.transcription.jobs",
+]
 
 
 def job_handler(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from earwitness.config import Settings
 from earwitness.db import Database
@@ -155,18 +156,27 @@ class PbxService:
             self._save(call)
 
     def _save(self, call: TrackedCall) -> None:
+        recording_id: int | None = None
         try:
             with self.db.session() as session:
-                row = save_tracked(session, call, self.defaults)
-                call_id = row.id
+                save_tracked(session, call, self.defaults)
                 finished = call.ended_at is not None
                 if finished and call.linkedid in self.recording:
-                    self._expect_recording(session, call_id, self.recording.pop(call.linkedid))
+                    recording_id = self._expect_recording(
+                        session, call.linkedid, self.recording.pop(call.linkedid)
+                    )
             self.saved += 1
         except Exception:
             self.errors += 1
             log.exception("could not save call %s", call.linkedid)
             return
+        # Queued only after the call's transaction committed: one writer at a time on SQLite.
+        if recording_id is not None and self.submit is not None:
+            self.submit(
+                "recording.ingest",
+                {"recording_id": recording_id, "expected_channels": 2},
+                idempotency_key=f"recording.ingest:{recording_id}",
+            )
         if finished:
             self.tracker.release(call)
 
@@ -183,18 +193,16 @@ class PbxService:
             self.errors += 1
             log.warning("MixMonitor on %s failed: %s", channel, exc)
 
-    def _expect_recording(self, session: Any, call_id: int, name: str) -> None:
+    def _expect_recording(self, session: Session, linkedid: str, name: str) -> int:
         base = self.settings.ami_recording_dir
         path = (base / name) if base is not None else Path(name)
+        call_id = session.scalar(
+            select(Call.id).where(Call.source == "ami", Call.linkedid == linkedid)
+        )
         recording = Recording(call_id=call_id, state="expected", source_path=str(path))
         session.add(recording)
         session.flush()
-        if self.submit is not None:
-            self.submit(
-                "recording.ingest",
-                {"recording_id": recording.id, "expected_channels": 2},
-                idempotency_key=f"recording.ingest:{recording.id}",
-            )
+        return recording.id
 
     async def _resync(self, client: AmiClient) -> None:
         now = datetime.now(UTC)
@@ -225,7 +233,9 @@ class PbxService:
         imported = parse_queue_log(lines)
         with self.db.session() as session:
             for record in imported.calls:
-                if record.outcome is CallOutcome.IN_PROGRESS or record.entered_at < gap_start:
+                # Anything finished that we do not know by its callid was missed; the 120 s
+                # margin covers queue_log's whole-second times and events lost just before.
+                if record.outcome is CallOutcome.IN_PROGRESS:
                     continue
                 known = session.scalar(
                     select(Call.id).where(Call.caller_uniqueid == record.key.split("#")[0])
