@@ -137,8 +137,10 @@ class PbxService:
                 )
 
     async def _on_event(self, message: AmiMessage) -> None:
-        at, source = event_time(message)
         self.last_seen = datetime.fromtimestamp(message.received_at, UTC)
+        if not self.tracker.wants(message.name):
+            return
+        at, source = event_time(message)
         try:
             changed = self.tracker.handle(message, at, source)
         except Exception:  # one odd event must not stop the tracking of all others

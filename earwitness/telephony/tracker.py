@@ -158,13 +158,23 @@ def _seconds(value: str | None) -> float | None:
 class CallTracker:
     """Feeds on events; ``handle`` returns the calls each event changed."""
 
+    #: Events that can change a call (filled in below the class from its ``_on_*``
+    #: methods). Most of an AMI stream (VarSet, Newexten, device states, RTCP) is
+    #: something else; ``wants`` lets the caller skip those cheaply.
+    HANDLED: frozenset[str] = frozenset()
+
     def __init__(self) -> None:
         self.calls: dict[str, TrackedCall] = {}
         self.channel_owner: dict[str, str] = {}  # channel name -> linkedid
         self.ignored = 0
 
     # -- the event stream -------------------------------------------------------------
+    def wants(self, name: str) -> bool:
+        return name in self.HANDLED
+
     def handle(self, event: Event, at: datetime, source: TimeSource) -> list[TrackedCall]:
+        if event.name not in self.HANDLED:
+            return []
         linkedid = event.get("Linkedid") or event.get("DestLinkedid")
         if not linkedid:
             self.ignored += 1
@@ -464,6 +474,11 @@ class CallTracker:
             self._forget(call)
             return None
         return call
+
+
+CallTracker.HANDLED = frozenset(
+    name.removeprefix("_on_") for name in vars(CallTracker) if name.startswith("_on_")
+)
 
 
 def _duration_s(value: str | None) -> float:
