@@ -135,11 +135,21 @@ from earwitness import cli_telephony  # noqa: E402  (commands register on the ap
 
 cli_telephony.register(app)
 
+from earwitness.transcription import cli as cli_transcription  # noqa: E402
+
+cli_transcription.register(app)
+
+from earwitness.cases import cli as cases_cli  # noqa: E402
+from earwitness.evidence import cli as evidence_cli  # noqa: E402
+
+evidence_cli.register(app)
+cases_cli.register(app)
+
 
 def main() -> None:
     """Console-script entry point: one clean line per user-facing error."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except EarwitnessError as exc:
         err_console.print(f"[bold red]error:[/] {exc.detail}", highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -154,6 +164,9 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    # Without standalone mode click returns a command's typer.Exit code instead of exiting.
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

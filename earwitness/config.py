@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     demo: Literal["auto", "always", "never"] = Field(
         default="auto", description="auto: load demo data when the database has no calls"
     )
+    case_policy_file: Path | None = Field(
+        default=None, description="TOML with deadlines/categories; default: the seeds' values"
+    )
     sla_rings: int = Field(default=3, ge=1, le=100)
     sla_cadence: str = "cn"
 

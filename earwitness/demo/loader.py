@@ -9,7 +9,6 @@ second time.
 
 from __future__ import annotations
 
-import io
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -72,7 +71,10 @@ def load_demo(runtime: Runtime, console: Console | None = None, wait: bool = Fal
     """Build the demo data; returns a one-line summary."""
     from earwitness.demo.synth import check_tools, synthesize_demo
     from earwitness.demo.track import build_track
-    from earwitness.evidence.intake import IntakeRequest, intake
+    from earwitness.evidence.intake import IntakeRequest
+    from earwitness.evidence.track_store import file_track
+    from earwitness.evidence.tracks import AnalysisParams, ParseOptions
+    from earwitness.evidence.tracks.analysis import Place
     from earwitness.recordings.intake import ingest_file
 
     console = console or Console(stderr=True)
@@ -134,18 +136,28 @@ def load_demo(runtime: Runtime, console: Console | None = None, wait: bool = Fal
                     original_name=f"{script.call_id}.wav",
                 )
                 recording_ids.append(recording.id)
-            intake(
+            truth = track.truth
+            _, track_row = file_track(
                 session,
                 runtime.blobs,
                 IntakeRequest(case.id, "rescue-truck-track.gpx", "demo", source="demo platform"),
-                io.BytesIO(track.gpx_xml.encode()),
+                track.gpx_xml.encode(),
+                options=ParseOptions(),
+                params=AnalysisParams(
+                    destination=Place("customer", *truth.incident),
+                    promised_at=truth.promised_arrival,
+                    dispatched_at=truth.dispatched_at,
+                    places=(Place("petrol station", *truth.petrol_station),),
+                ),
             )
+            verdict = "; ".join(track_row.analysis.get("verdict", []) or [])
     jobs = _run_pipeline(runtime, recording_ids)
     if wait and jobs:
         _wait_for_jobs(runtime, jobs, console)
     return (
         f"demo: {len(DEMO_CALLS)} calls, {len(recording_ids)} stereo recordings, case "
-        f"{CASE_NUMBER} with the GPX track; {len(jobs)} pipeline job(s) queued"
+        f"{CASE_NUMBER} with the GPX track ({verdict or 'analysed'}); "
+        f"{len(jobs)} pipeline job(s) queued"
     )
 
 

@@ -32,6 +32,10 @@ class Case(Base, Timestamps):
     tier: Mapped[int] = mapped_column(default=1)
     status: Mapped[str] = mapped_column(String(20), default="registered")
     owner: Mapped[str | None] = mapped_column(String(120))
+    # First-ask responsibility (seed 001): who took the first call; kept after hand-overs.
+    first_owner: Mapped[str | None] = mapped_column(String(120))
+    source_call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"), index=True)
+    reopened_count: Mapped[int] = mapped_column(default=0)
     summary: Mapped[str] = mapped_column(Text, default="")
     facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -26,21 +26,32 @@ class Evidence(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     received_by: Mapped[str | None] = mapped_column(String(120))
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Where the file came from (upload, cli, pbx, platform export ...), free text.
+    source: Mapped[str] = mapped_column(String(200), default="")
+    # Evidence is never edited: a correction is a new item pointing at the one it replaces.
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"), index=True)
+    supersede_reason: Mapped[str | None] = mapped_column(String(500))
     custody: Mapped[list[CustodyEntry]] = relationship(
         back_populates="evidence", order_by="CustodyEntry.id", cascade="all, delete-orphan"
     )
 
 
 class CustodyEntry(Base):
-    """One custody event; ``entry_hash`` covers ``prev_hash`` so a gap or edit shows."""
+    """One custody event; ``entry_hash`` covers ``prev_hash`` so a gap or edit shows.
+
+    The chain is global (ordered by id across all evidence): removing any entry but the
+    newest breaks it. ``prev_hash`` is unique so two writers can never fork the chain.
+    """
 
     __tablename__ = "custody_entries"
+    __table_args__ = (UniqueConstraint("prev_hash"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     evidence_id: Mapped[int] = mapped_column(ForeignKey("evidence.id"), index=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
     actor: Mapped[str | None] = mapped_column(String(120))
     action: Mapped[str] = mapped_column(String(40))
     detail: Mapped[str] = mapped_column(String(500), default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
     evidence: Mapped[Evidence] = relationship(back_populates="custody")

@@ -23,10 +23,13 @@ class Recording(Base, Timestamps):
     sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     size_bytes: Mapped[int | None]
     format: Mapped[str | None] = mapped_column(String(40))
+    codec: Mapped[str | None] = mapped_column(String(40))
     channels: Mapped[int | None]
     sample_rate: Mapped[int | None]
     duration_s: Mapped[float | None]
     header_repaired: Mapped[bool] = mapped_column(default=False)
+    # Both channels carry the same mix: one speaker stream, not two (diarize as mono).
+    dual_mono: Mapped[bool] = mapped_column(default=False)
     original_name: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(String(500))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,4 +1,4 @@
-"""GPS/track logs parsed from evidence files (GPX, NMEA, CSV, GeoJSON)."""
+"""GPS/track logs parsed from evidence files (GPX, NMEA, CSV, GeoJSON, KML)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ class Track(Base, Timestamps):
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     source_format: Mapped[str] = mapped_column(String(20))
+    # Datum of the file as received (wgs84|gcj02|bd09); stored points are always WGS-84.
+    coord_system: Mapped[str] = mapped_column(String(10), default="wgs84")
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     point_count: Mapped[int] = mapped_column(default=0)

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from earwitness.models.base import Base, Timestamps
 
 
 class Transcript(Base, Timestamps):
-    """One transcription run; ``params`` records model and options that produced it."""
+    """One transcription run; ``params`` records model and options that produced it.
+
+    At most one transcript per recording and model: re-running a job replaces it.
+    """
 
     __tablename__ = "transcripts"
+    __table_args__ = (
+        UniqueConstraint("recording_id", "model", name="uq_transcripts_recording_model"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id"), index=True)
     model: Mapped[str] = mapped_column(String(200))

@@ -1,0 +1,1 @@
+"""Complaint cases: lifecycle, first-ask ownership, deadlines, promises, facts, timeline, review."""

@@ -1,0 +1,313 @@
+"""Command bodies for ``earwitness case ...`` and ``earwitness review``.
+
+Each command opens the configured storage, does one service call in one
+transaction, and prints a short human line (or JSON with ``--json``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from sqlalchemy.orm import Session
+
+from earwitness.cases import lifecycle as lc
+from earwitness.cases.policy import Policy, deadline_states, policy_for
+from earwitness.errors import BadInput
+
+case_app = typer.Typer(help="Complaint cases.", no_args_is_help=True)
+console = Console()
+T = TypeVar("T")
+ACTOR = typer.Option("--as", help="who is acting (recorded in the history)")
+
+
+@contextmanager
+def _session() -> Iterator[tuple[Session, Policy, Any]]:
+    from earwitness.config import load_settings
+    from earwitness.runtime import Runtime
+
+    runtime = Runtime.open(load_settings())
+    try:
+        with runtime.db.session() as session:
+            yield session, policy_for(runtime.settings.case_policy_file), runtime
+    finally:
+        runtime.close()
+
+
+def _emit(data: Any, as_json: bool, line: Callable[[], str]) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    else:
+        console.print(line(), highlight=False)
+
+
+@case_app.command("create")
+def create(
+    phone: Annotated[str | None, typer.Option(help="complainant phone")] = None,
+    category: Annotated[str, typer.Option()] = "other",
+    urgency: Annotated[str, typer.Option(help="A (major service failure), B or C")] = "B",
+    tier: Annotated[int, typer.Option(help="escalation tier 1-3")] = 1,
+    summary: Annotated[str, typer.Option()] = "",
+    owner: Annotated[str | None, typer.Option(help="first-ask owner")] = None,
+    actor: Annotated[str, ACTOR] = "cli",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Register a complaint case."""
+    with _session() as (session, policy, _):
+        case = lc.create_case(
+            session,
+            policy,
+            actor=actor,
+            owner=owner,
+            complainant_phone=phone,
+            category=category,
+            urgency=urgency,
+            tier=tier,
+            summary=summary,
+        )
+        data = {"id": case.id, "number": case.number, "owner": case.owner}
+    _emit(
+        data, as_json, lambda: f"case {data['number']} (id {data['id']}) owned by {data['owner']}"
+    )
+
+
+@case_app.command("from-call")
+def from_call(
+    call_id: Annotated[int, typer.Argument()],
+    category: Annotated[str, typer.Option()] = "other",
+    actor: Annotated[str, ACTOR] = "cli",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Open a case from a call, linking the number's earlier calls and suggesting facts."""
+    from earwitness.cases.from_call import open_from_call
+
+    with _session() as (session, policy, _):
+        case = open_from_call(session, policy, call_id, actor=actor, category=category)
+        facts = case.facts.get("items", [])
+        data = {
+            "id": case.id,
+            "number": case.number,
+            "owner": case.owner,
+            "urgency": case.urgency,
+            "facts": facts,
+        }
+    _emit(
+        data,
+        as_json,
+        lambda: (
+            f"case {data['number']} (id {data['id']}), urgency {data['urgency']}, "
+            f"owner {data['owner']}, {len(facts)} suggested fact(s)"
+        ),
+    )
+
+
+@case_app.command("list")
+def list_cases(
+    status: Annotated[str | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Cases, newest first (phone numbers masked)."""
+    from sqlalchemy import select
+
+    from earwitness.models import Case
+
+    with _session() as (session, _, _rt):
+        query = select(Case).order_by(Case.id.desc()).limit(200)
+        if status:
+            query = query.where(Case.status == status)
+        rows = [
+            {
+                "id": c.id,
+                "number": c.number,
+                "status": c.status,
+                "urgency": c.urgency,
+                "owner": c.owner,
+                "phone": lc.mask_phone(c.complainant_phone),
+                "category": c.category,
+            }
+            for c in session.scalars(query)
+        ]
+    _emit(
+        rows,
+        as_json,
+        lambda: (
+            "\n".join(
+                f"{r['number']}  {r['status']:<13} {r['urgency']}  {r['category']:<18} "
+                f"{r['phone'] or '-':<12} {r['owner'] or '-'}"
+                for r in rows
+            )
+            or "no cases"
+        ),
+    )
+
+
+@case_app.command("status")
+def status(
+    case_id: Annotated[int, typer.Argument()],
+    to: Annotated[
+        str, typer.Argument(help="assigned|investigating|resolved|follow_up|closed|reopened")
+    ],
+    note: Annotated[str, typer.Option(help="note; required as the reason to reopen")] = "",
+    actor: Annotated[str, ACTOR] = "cli",
+) -> None:
+    """Move a case along its workflow."""
+    with _session() as (session, _, _rt):
+        case = lc.change_status(session, lc.get_case(session, case_id), to, actor, note)
+        console.print(f"case {case.number} is now {case.status}")
+
+
+@case_app.command("handover")
+def handover(
+    case_id: Annotated[int, typer.Argument()],
+    to: Annotated[str, typer.Argument(help="new owner")],
+    reason: Annotated[str, typer.Option(help="why (required)")],
+    actor: Annotated[str, ACTOR] = "cli",
+) -> None:
+    """Hand a case to a new owner (recorded; custody log of its evidence too)."""
+    with _session() as (session, _, _rt):
+        case = lc.handover(session, lc.get_case(session, case_id), to, actor, reason)
+        console.print(f"case {case.number} now owned by {case.owner}")
+
+
+@case_app.command("promise")
+def promise(
+    case_id: Annotated[int, typer.Argument()],
+    text: Annotated[str, typer.Argument(help="what was promised")],
+    within: Annotated[float, typer.Option(help="minutes from now")],
+    actor: Annotated[str, ACTOR] = "cli",
+) -> None:
+    """Record a time commitment to the customer."""
+    with _session() as (session, _, _rt):
+        action = lc.add_promise(
+            session, lc.get_case(session, case_id), actor, text, within_minutes=within
+        )
+        console.print(f"promise {action.id} due {action.due_at:%Y-%m-%d %H:%M:%S} UTC")
+
+
+@case_app.command("deadlines")
+def deadlines(
+    all_clocks: Annotated[bool, typer.Option("--all", help="also running clocks")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Breached deadlines and broken promises of open cases, with how long overdue."""
+    from earwitness.cases.deadlines import list_deadlines
+    from earwitness.models import utcnow
+
+    with _session() as (session, policy, _):
+        rows = list_deadlines(session, policy, utcnow(), breached_only=not all_clocks)
+    _emit(
+        rows,
+        as_json,
+        lambda: (
+            "\n".join(f"{r['number']}  {r['urgency']}  {r['what']:<32} {r['text']}" for r in rows)
+            or "no breaches"
+        ),
+    )
+
+
+@case_app.command("show")
+def show(
+    case_id: Annotated[int, typer.Argument()],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A case with its deadlines and promises."""
+    from earwitness.models import utcnow
+
+    with _session() as (session, policy, _):
+        case = lc.get_case(session, case_id)
+        now = utcnow()
+        data: dict[str, Any] = {
+            "number": case.number,
+            "status": case.status,
+            "urgency": case.urgency,
+            "owner": case.owner,
+            "first_owner": case.first_owner,
+            "deadlines": deadline_states(policy, case.urgency, lc.milestones(case), now),
+            "promises": lc.promise_states(case, now),
+            "facts": case.facts,
+        }
+    _emit(
+        data,
+        as_json,
+        lambda: "\n".join(
+            [f"{data['number']}  {data['status']}  {data['urgency']}  owner {data['owner']}"]
+            + [f"  {d['label']:<28} {d['state']:<9} {d['text']}" for d in data["deadlines"]]
+            + [f"  promise: {p['text']} — {p['state']}" for p in data["promises"]]
+        ),
+    )
+
+
+@case_app.command("timeline")
+def timeline(case_id: Annotated[int, typer.Argument()]) -> None:
+    """The case's timeline as JSON."""
+    from earwitness.cases.timeline import build_timeline
+
+    with _session() as (session, policy, _):
+        data = build_timeline(session, policy, case_id)
+    _emit(data, True, str)
+
+
+@case_app.command("bundle")
+def bundle(
+    case_id: Annotated[int, typer.Argument()],
+    out: Annotated[Path, typer.Option(help="zip file to write (must not exist)")],
+    actor: Annotated[str, ACTOR] = "cli",
+) -> None:
+    """Export the case bundle (verify it with: unzip; sha256sum -c SHA256SUMS)."""
+    from earwitness.cases.timeline import build_timeline
+    from earwitness.evidence.bundle import write_bundle
+
+    if out.exists():
+        raise BadInput(f"{out} exists; evidence exports never overwrite")
+    with _session() as (session, policy, runtime):
+        lc.get_case(session, case_id)
+        data = build_timeline(session, policy, case_id)
+        with out.open("xb") as fh:
+            manifest = write_bundle(session, runtime.blobs, case_id, fh, actor=actor, timeline=data)
+    console.print(f"wrote {out}: {len(manifest['files'])} file(s), verified={manifest['verified']}")
+
+
+def review_command(
+    week: Annotated[str | None, typer.Option(help="any day of the week (YYYY-MM-DD)")] = None,
+    html: Annotated[Path | None, typer.Option(help="write the HTML report here")] = None,
+    csv: Annotated[Path | None, typer.Option(help="write the CSV here")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The Monday review: counts, breaches, follow-up satisfaction vs target."""
+    from earwitness.cases.review import to_csv, to_html, week_start, weekly_review
+    from earwitness.models import utcnow
+
+    try:
+        day = date.fromisoformat(week) if week else utcnow().date()
+    except ValueError:
+        raise BadInput(f"--week {week!r} is not a date (YYYY-MM-DD)") from None
+    with _session() as (session, policy, _):
+        data = weekly_review(session, policy, week_start(day))
+    if html:
+        html.write_text(to_html(data), encoding="utf-8")
+    if csv:
+        csv.write_text(to_csv(data), encoding="utf-8")
+    follow = data["follow_up"]
+    _emit(
+        data,
+        as_json,
+        lambda: (
+            f"week of {data['week']}: {data['cases_opened']} case(s), "
+            f"{len(data['breaches'])} breach(es), "
+            f"follow-up satisfaction {follow['rate'] if follow['rate'] is not None else '-'} "
+            f"(target {follow['target']})"
+        ),
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``case`` and ``review`` to the main CLI (earwitness/cli.py stays thin)."""
+    app.add_typer(case_app, name="case")
+    app.command("review")(review_command)

@@ -1,0 +1,175 @@
+"""Decode any call-centre audio with PyAV and say what it is, or why it is unusable.
+
+Intake refuses bad audio *before* anything is stored, so the checks here are
+the ones a person would otherwise discover hours later in a failed job: the
+file is empty, truncated, not audio at all, has no samples, or is pure
+silence. It also recognises "dual-mono" stereo (both channels carry the same
+mix), which must be transcribed as one channel, not as two speakers.
+
+Statistics are accumulated while decoding in blocks, so a long recording is
+never held in memory as a whole here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+
+from earwitness.errors import BadInput
+
+#: Peak below this (≈ -60 dBFS) on every channel counts as silence.
+SILENCE_PEAK = 1e-3
+#: Energy of (left - right) relative to the louder channel under which the
+#: channels are the same signal; -30 dB tolerates lossy joint-stereo coding.
+DUAL_MONO_RATIO = 1e-3
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"RIFF", "WAV"),
+    (b"ID3", "MP3"),
+    (b"\xff\xfb", "MP3"),
+    (b"\xff\xf3", "MP3"),
+    (b"\xff\xf2", "MP3"),
+    (b"fLaC", "FLAC"),
+    (b"OggS", "OGG"),
+    (b"#!AMR", "AMR"),
+)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What intake records about a recording (``channels`` as stored in the file)."""
+
+    format: str
+    codec: str
+    channels: int
+    sample_rate: int
+    duration_s: float
+    dual_mono: bool = False
+    channel_peaks: tuple[float, ...] = field(default=())
+
+    @property
+    def speech_channels(self) -> int:
+        """Channels to transcribe separately: 1 for mono and dual-mono, else ``channels``."""
+        return 1 if self.dual_mono else self.channels
+
+    @property
+    def silent_channels(self) -> tuple[int, ...]:
+        return tuple(i for i, peak in enumerate(self.channel_peaks) if peak < SILENCE_PEAK)
+
+
+def _sniff(path: Path) -> str | None:
+    with path.open("rb") as stream:
+        head = stream.read(12)
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[4:8] == b"ftyp":
+        return "M4A"
+    return None
+
+
+def _label(path: Path, name: str | None) -> str:
+    return repr(name or path.name)
+
+
+class _Stats:
+    """Running per-channel peak and energy plus the energy of the channel difference."""
+
+    def __init__(self, channels: int) -> None:
+        self.frames = 0
+        self.peak = np.zeros(channels)
+        self.energy = np.zeros(channels)
+        self.diff_energy = 0.0
+
+    def add(self, block: np.ndarray) -> None:
+        # block: (channels, n) float32
+        self.frames += block.shape[1]
+        self.peak = np.maximum(self.peak, np.abs(block).max(axis=1))
+        self.energy += np.square(block, dtype=np.float64).sum(axis=1)
+        if block.shape[0] >= 2:
+            self.diff_energy += float(np.square(block[0] - block[1], dtype=np.float64).sum())
+
+
+def probe(path: Path, *, name: str | None = None) -> AudioInfo:
+    """Decode the whole file once; raise BadInput naming the problem if it is unusable."""
+    label = _label(path, name)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise BadInput(f"cannot read {label}: {exc.strerror}") from None
+    if size == 0:
+        raise BadInput(f"{label} is empty (0 bytes)")
+    kind = _sniff(path)
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError:
+        if kind:
+            raise BadInput(f"{label} looks like {kind} but is corrupt and cannot be read") from None
+        raise BadInput(f"{label} is not an audio file (unrecognised format)") from None
+    with container:
+        if not container.streams.audio:
+            raise BadInput(f"{label} has no audio stream")
+        stream = container.streams.audio[0]
+        channels = stream.channels or 0
+        rate = stream.rate or stream.sample_rate or 0
+        codec = stream.codec_context.name
+        fmt = (kind or container.format.name.split(",")[0]).lower()
+        if channels < 1 or rate < 1:
+            raise BadInput(f"{label} declares {channels} channel(s) at {rate} Hz")
+        stats = _Stats(channels)
+        resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=rate)
+        try:
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    stats.add(out.to_ndarray().reshape(channels, -1))
+            for out in resampler.resample(None):
+                stats.add(out.to_ndarray().reshape(channels, -1))
+        except (av.error.FFmpegError, ValueError) as exc:
+            done = stats.frames / rate
+            raise BadInput(
+                f"{label} is corrupt: decoding failed after {done:.1f} s ({exc})"
+            ) from None
+    if stats.frames == 0:
+        raise BadInput(f"{label} contains no audio samples (zero length)")
+    peaks = tuple(float(p) for p in stats.peak)
+    if max(peaks) < SILENCE_PEAK:
+        raise BadInput(
+            f"{label} is silent (peak {20 * np.log10(max(max(peaks), 1e-10)):.0f} dBFS); "
+            "there is nothing to transcribe"
+        )
+    dual = bool(channels == 2 and stats.diff_energy <= DUAL_MONO_RATIO * float(stats.energy.max()))
+    return AudioInfo(
+        format=fmt,
+        codec=codec,
+        channels=channels,
+        sample_rate=int(rate),
+        duration_s=round(stats.frames / rate, 3),
+        dual_mono=dual,
+        channel_peaks=peaks,
+    )
+
+
+def decode_channels(path: Path, *, sample_rate: int = 16000) -> np.ndarray:
+    """All channels resampled to ``sample_rate`` as float32 ``(channels, n)``.
+
+    The speech models want 16 kHz mono per channel; decoding once and slicing
+    keeps a stereo call to a single pass over the file.
+    """
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as exc:
+        raise BadInput(f"cannot decode {path.name}: {exc}") from None
+    with container:
+        stream = container.streams.audio[0]
+        channels = stream.channels or 1
+        resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=sample_rate)
+        blocks: list[np.ndarray] = []
+        for frame in container.decode(stream):
+            blocks.extend(o.to_ndarray().reshape(channels, -1) for o in resampler.resample(frame))
+        blocks.extend(o.to_ndarray().reshape(channels, -1) for o in resampler.resample(None))
+    if not blocks:
+        return np.zeros((channels, 0), dtype=np.float32)
+    return np.ascontiguousarray(np.concatenate(blocks, axis=1), dtype=np.float32)
