@@ -28,8 +28,11 @@ from earwitness.evidence.tracks.coords import (
 )
 from tests import track_synth as synth
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "tracks"
+# Third-party recorded tracks (from ../shared/data/tracks: gpxpy test files, Apache-2.0, see
+# SOURCES and LICENSE-gpxpy.txt there), copied in so a clone anywhere finds them.
+REAL = Path(__file__).resolve().parent / "data" / "tracks"
 REAL_FILES = sorted(REAL.glob("*.gpx"))
+assert len(REAL_FILES) == 3, f"real GPX tracks missing from {REAL}"
 
 
 @pytest.fixture(scope="module")
