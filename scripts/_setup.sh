@@ -21,7 +21,7 @@ apt_install() {
   fi
 }
 
-venv_install() {  # $1: pip extras spec, e.g. ".[dev]"
+venv_install() {  # $1: pip extras, e.g. "[dev]" (or "" for none)
   if [ ! -x "$VENV/bin/python" ]; then
     echo "==> creating $VENV"
     "$PY" -m venv "$VENV"
