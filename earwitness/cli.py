@@ -61,7 +61,13 @@ def serve(
             f"[bold green]earwitness[/] on [link]http://{bind_host}:{bind_port}[/link]  "
             f"(database {redact_url(runtime.db.url)}, worker {settings.worker_mode})"
         )
-        uvicorn.run(create_app(runtime=runtime), host=bind_host, port=bind_port, log_config=None)
+        uvicorn.run(
+            create_app(runtime=runtime),
+            host=bind_host,
+            port=bind_port,
+            log_config=None,
+            access_log=False,  # our own request log line carries the request id
+        )
     finally:
         runtime.close()
 
