@@ -93,10 +93,8 @@ def run() -> list[str]:
         f"stops (point speed, jitter splits them), {base_result['gaps']} gaps, "
         f"{base_result['distance_m'] / 1000:.1f} km",
     ]
-    for line in lines:
-        print(line)
     return lines
 
 
 if __name__ == "__main__":
-    run()
+    print("\n".join(run()))
