@@ -24,10 +24,10 @@ from earwitness.models import (
     CaseAction,
     Recording,
     Segment,
-    Transcript,
     case_calls,
     utcnow,
 )
+from earwitness.transcription.queries import find_latest_transcript
 
 
 def calls_of_number(session: Session, call: Call) -> list[Call]:
@@ -51,11 +51,7 @@ def transcript_lines(session: Session, calls: list[Call]) -> list[Line]:
             select(Recording).where(Recording.call_id == call.id).order_by(Recording.id)
         )
         for recording in recordings:
-            transcript = session.scalar(
-                select(Transcript)
-                .where(Transcript.recording_id == recording.id)
-                .order_by(Transcript.id.desc())
-            )
+            transcript = find_latest_transcript(session, recording.id)
             if transcript is None:
                 continue
             base = call.answered_at or call.entered_at

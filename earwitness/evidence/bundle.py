@@ -36,10 +36,10 @@ from earwitness.models import (
     CustodyEntry,
     Recording,
     Track,
-    Transcript,
     case_calls,
     utcnow,
 )
+from earwitness.transcription.queries import find_latest_transcript
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -89,11 +89,7 @@ def case_transcripts(session: Session, case_id: int) -> list[dict[str, Any]]:
     for call in calls:
         recordings = session.scalars(select(Recording).where(Recording.call_id == call.id))
         for recording in recordings:
-            transcript = session.scalar(
-                select(Transcript)
-                .where(Transcript.recording_id == recording.id)
-                .order_by(Transcript.id.desc())
-            )
+            transcript = find_latest_transcript(session, recording.id)
             if transcript is None:
                 continue
             out.append(

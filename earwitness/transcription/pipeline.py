@@ -29,6 +29,7 @@ from earwitness.recordings.intake import copy_blob_to
 from earwitness.recordings.probe import decode_channels, probe
 from earwitness.transcription.diarization import MonoDiarizer, make_diarizer, split_by_speaker
 from earwitness.transcription.engine import SpeechEngine, TranscribeOptions
+from earwitness.transcription.queries import find_latest_transcript
 from earwitness.transcription.roles import RoleDecision, assign_channel_roles, assign_mono_roles
 from earwitness.transcription.types import ChannelResult, SegmentOut, WordOut
 
@@ -182,12 +183,7 @@ def segments_of(transcript: Transcript) -> list[SegmentOut]:
 
 
 def latest_transcript(session: Session, recording_id: int) -> Transcript:
-    transcript = session.scalar(
-        select(Transcript)
-        .where(Transcript.recording_id == recording_id)
-        .order_by(Transcript.id.desc())
-        .limit(1)
-    )
+    transcript = find_latest_transcript(session, recording_id)
     if transcript is None:
         raise NotFound(f"recording {recording_id} has no transcript yet")
     return transcript
