@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from earwitness.telephony.ami.protocol import AmiMessage, AmiParser, event_time
-from earwitness.telephony.tracker import CallTracker, TrackedCall
+from earwitness.telephony.calls import TrackedCall
+from earwitness.telephony.tracker import CallTracker
 
 DATA = Path(__file__).parent / "data" / "ami"
 BANNER = b"Asterisk Call Manager/"

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from earwitness.models import Agent, AgentAttempt, Call, CallEvent, Queue
+from earwitness.telephony.calls import TrackedCall
 from earwitness.telephony.records import CallRecord
 from earwitness.telephony.rings import Cadence, SlaTarget, ring_count
-from earwitness.telephony.tracker import TrackedCall
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,14 @@ from earwitness.config import Settings
 from earwitness.db import Database
 from earwitness.models import Call, Recording
 from earwitness.telephony.ami import AmiClient, AmiMessage
-from earwitness.telephony.ami.client import AmiState
 from earwitness.telephony.ami.protocol import event_time
+from earwitness.telephony.ami.state import AmiState
+from earwitness.telephony.calls import TrackedCall
 from earwitness.telephony.persist import SlaDefaults, save_tracked
 from earwitness.telephony.queue_log import parse_queue_log
 from earwitness.telephony.records import CallOutcome
 from earwitness.telephony.rings import Cadence
-from earwitness.telephony.tracker import CallTracker, TrackedCall
+from earwitness.telephony.tracker import CallTracker
 
 log = logging.getLogger(__name__)
 

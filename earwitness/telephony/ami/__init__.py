@@ -8,15 +8,7 @@ AmiError (earwitness.errors.ServiceUnavailable)
 └── AmiActionError       Asterisk answered ``Response: Error`` (``.response``)
 """
 
-from earwitness.telephony.ami.client import (
-    AmiActionError,
-    AmiAuthError,
-    AmiClient,
-    AmiConnectionError,
-    AmiCounters,
-    AmiState,
-    AmiTimeoutError,
-)
+from earwitness.telephony.ami.client import AmiClient
 from earwitness.telephony.ami.protocol import (
     AmiError,
     AmiMessage,
@@ -25,6 +17,14 @@ from earwitness.telephony.ami.protocol import (
     ParserStats,
     encode_action,
     event_time,
+)
+from earwitness.telephony.ami.state import (
+    AmiActionError,
+    AmiAuthError,
+    AmiConnectionError,
+    AmiCounters,
+    AmiState,
+    AmiTimeoutError,
 )
 
 __all__ = [

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import inspect
 import itertools
 import logging
@@ -19,7 +18,7 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 from earwitness.telephony.ami.protocol import (
@@ -31,55 +30,19 @@ from earwitness.telephony.ami.protocol import (
     ParserStats,
     encode_action,
 )
+from earwitness.telephony.ami.state import (
+    AmiActionError,
+    AmiAuthError,
+    AmiConnectionError,
+    AmiCounters,
+    AmiState,
+    AmiTimeoutError,
+)
 
 log = logging.getLogger(__name__)
 
 EventCallback = Callable[[AmiMessage], Awaitable[None] | None]
 ConnectedHook = Callable[["AmiClient"], Awaitable[None] | None]
-
-
-class AmiConnectionError(AmiError):
-    """No usable connection: refused, dropped, EOF, or lost while an action was pending."""
-
-
-class AmiAuthError(AmiError):
-    """Asterisk rejected the username/secret (the client keeps retrying with back-off)."""
-
-
-class AmiTimeoutError(AmiError):
-    """No answer in time: connect, banner, an action's response, or a keep-alive Ping."""
-
-
-class AmiActionError(AmiError):
-    """Asterisk answered ``Response: Error``; the response is kept on ``.response``."""
-
-    def __init__(self, detail: str, response: AmiMessage) -> None:
-        super().__init__(detail)
-        self.response = response
-
-
-class AmiState(enum.StrEnum):
-    DISCONNECTED = "disconnected"
-    CONNECTING = "connecting"  # TCP, banner, login and the on_connected resync
-    CONNECTED = "connected"
-    AUTH_FAILED = "auth_failed"
-
-
-@dataclass
-class AmiCounters:
-    """Monotonic counters for the health endpoint and for tests."""
-
-    connect_attempts: int = 0
-    logins: int = 0  # successful (re)logins; on_connected ran after each
-    disconnects: int = 0
-    auth_failures: int = 0
-    events: int = 0
-    callback_errors: int = 0
-    actions: int = 0
-    action_timeouts: int = 0
-    pings: int = 0
-    missed_pongs: int = 0
-    parser: ParserStats = field(default_factory=ParserStats)
 
 
 class _Pending:
