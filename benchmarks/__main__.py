@@ -10,7 +10,14 @@ import importlib
 import sys
 import time
 
-MODULES = ["bench_ami_parse", "bench_ami_track", "bench_track", "bench_transcription"]
+MODULES = [
+    "bench_ami_parse",
+    "bench_ami_track",
+    "bench_track",
+    "bench_transcription",
+    "bench_qa",
+    "bench_search",
+]
 
 
 def main(argv: list[str]) -> int:

@@ -149,7 +149,14 @@ from earwitness.cases import cli as cases_cli  # noqa: E402
 from earwitness.evidence import cli as evidence_cli  # noqa: E402
 
 evidence_cli.register(app)
+from earwitness.search import cli as search_cli  # noqa: E402
+
+search_cli.register(app)
 cases_cli.register(app)
+
+from earwitness.qa import cli as qa_cli  # noqa: E402
+
+qa_cli.register(app)
 
 
 def main() -> None:

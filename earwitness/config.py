@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     case_policy_file: Path | None = Field(
         default=None, description="TOML with deadlines/categories; default: the seeds' values"
     )
+    qa_rules_file: Path | None = Field(
+        default=None, description="QA rules TOML; default: the shipped zh/en rules by language"
+    )
     sla_rings: int = Field(default=3, ge=1, le=100)
     sla_cadence: str = "cn"
 

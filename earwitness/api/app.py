@@ -9,7 +9,17 @@ from fastapi import FastAPI
 
 from earwitness.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from earwitness.api.problems import install_problem_handlers
-from earwitness.api.routes import calls, cases, evidence, health, jobs, recordings, tracks
+from earwitness.api.routes import (
+    calls,
+    cases,
+    evidence,
+    health,
+    jobs,
+    qa,
+    recordings,
+    search,
+    tracks,
+)
 from earwitness.config import Settings, load_settings
 from earwitness.runtime import Runtime
 
@@ -43,7 +53,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_problem_handlers(app)
     for router in (health.router, jobs.router, calls.router, recordings.router):
         app.include_router(router)
-    for router in (cases.router, evidence.router, tracks.router):
+    for router in (cases.router, evidence.router, tracks.router, qa.router, search.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestIdMiddleware)

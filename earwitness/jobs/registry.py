@@ -58,6 +58,8 @@ BUILTIN_MODULES: list[str] = [
     "earwitness.jobs.builtin",
     "earwitness.recordings.pbx",
     "earwitness.transcription.jobs",
+    "earwitness.qa.jobs",
+    "earwitness.search.jobs",
 ]
 
 

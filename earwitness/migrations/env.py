@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from earwitness.models import Base
+from earwitness.models.search import include_name
 
 config = context.config
 engine = config.attributes["engine"]
@@ -15,5 +16,6 @@ with engine.begin() as connection:
         target_metadata=Base.metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
     )
     context.run_migrations()

@@ -4,7 +4,9 @@ from earwitness.models.base import Base, utcnow
 from earwitness.models.cases import Case, CaseAction, case_calls
 from earwitness.models.evidence import CustodyEntry, Evidence
 from earwitness.models.jobs import Job
+from earwitness.models.qa import QaOverride, QaResult
 from earwitness.models.recordings import Recording
+from earwitness.models.search import SearchSegment
 from earwitness.models.telephony import Agent, AgentAttempt, Call, CallEvent, Queue
 from earwitness.models.tracks import Track, TrackPoint
 from earwitness.models.transcripts import Segment, Transcript, Word
@@ -23,8 +25,11 @@ __all__ = [
     "CustodyEntry",
     "Evidence",
     "Job",
+    "QaOverride",
+    "QaResult",
     "Queue",
     "Recording",
+    "SearchSegment",
     "Segment",
     "Track",
     "TrackPoint",

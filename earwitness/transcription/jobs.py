@@ -44,4 +44,13 @@ def transcribe_job(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         progress=lambda pct, msg: ctx.progress(pct, msg),
     )
     ctx.progress(100.0, "stored")
+    # Search indexes in its own job: a slow or failed index run never fails a transcription.
+    env.submit(
+        "search.index",
+        {"recording_id": recording_id},
+        idempotency_key=f"search.index:{transcript_id}",
+    )
+    env.submit(
+        "qa.audit", {"recording_id": recording_id}, idempotency_key=f"qa.audit:{transcript_id}"
+    )
     return {"transcript_id": transcript_id, "recording_id": recording_id}

@@ -1,0 +1,475 @@
+"""Run a parsed query: candidates from the backend, filters over calls and cases, ranking,
+pagination, grouping by call, highlights placed on the original text.
+
+The boolean tree becomes set operations over per-term selects (AND → INTERSECT,
+OR → UNION, NOT → EXCEPT); the score of a hit is the sum of its positive terms'
+scores, so a segment matching more of the query, more often, in less text, ranks
+higher. Filters join the call, queue, agent and case tables at query time, so
+linking a call to a case is visible to search at once, without reindexing.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from rapidfuzz import fuzz
+from rapidfuzz.distance import Levenshtein
+from sqlalchemy.orm import Session
+
+from earwitness.errors import NotFound
+from earwitness.models import Agent, Call, Case, Queue, Recording, Segment, Transcript, case_calls
+from earwitness.search.backends import SearchBackend, backend_for
+from earwitness.search.normalize import fold
+from earwitness.search.query import And, Node, Or, Term, parse_query, positive_terms
+
+Sort = Literal["relevance", "newest", "oldest"]
+FUZZY_CANDIDATES = 20_000  # segments sharing a trigram that rapidfuzz looks at, best first
+FUZZY_KEEP = 2_000  # near-misses kept per fuzzy term (bound parameters stay few)
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    start: datetime | None = None
+    end: datetime | None = None
+    role: str | None = None
+    agent: str | None = None
+    queue: str | None = None
+    caller: str | None = None
+    case: str | None = None  # id or number
+    category: str | None = None
+    language: str | None = None
+    outcome: str | None = None
+    min_wait_s: float | None = None
+    min_rings: int | None = None
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    sort: Sort = "relevance"
+    limit: int = 20
+    offset: int = 0
+    group_by_call: bool = False
+    per_group: int = 5
+    fuzzy: bool = False  # every term fuzzy, as if written term~
+    fuzzy_min_score: float = 80.0
+
+
+@dataclass
+class CaseRef:
+    id: int
+    number: str
+    category: str
+
+
+@dataclass
+class SearchHit:
+    segment_id: int
+    recording_id: int
+    call_id: int | None
+    cases: list[CaseRef]
+    at: datetime
+    role: str
+    speaker: str | None
+    language: str | None
+    start_s: float
+    end_s: float
+    text: str
+    highlights: list[tuple[int, int]]
+    html: str
+    score: float
+    caller: str | None
+    audio_url: str
+
+
+@dataclass
+class HitGroup:
+    call_id: int | None
+    recording_id: int
+    at: datetime
+    score: float
+    matches: int
+    hits: list[SearchHit] = field(default_factory=list)
+
+
+@dataclass
+class SearchResult:
+    query: str
+    backend: str
+    total: int
+    limit: int
+    offset: int
+    sort: str
+    hits: list[SearchHit] = field(default_factory=list)
+    groups: list[HitGroup] | None = None
+    grouped_total: int | None = None
+
+
+def _fuzzify(node: Node) -> Node:
+    if isinstance(node, Term):
+        return Term(node.text, "fuzzy") if not node.short else node
+    if isinstance(node, Or):
+        return Or(tuple(_fuzzify(i) for i in node.items))
+    return And(tuple(_fuzzify(i) for i in node.items), node.negated, node.boosts)
+
+
+class _Compiler:
+    """Turns the tree into set operations over one CTE per term."""
+
+    def __init__(self, session: Session, backend: SearchBackend, options: SearchOptions) -> None:
+        self.session = session
+        self.backend = backend
+        self.options = options
+        self.ctes: dict[Term, Any] = {}
+        self.scored: list[Any] = []
+
+    def leaf(self, term: Term) -> Any:
+        if term not in self.ctes:
+            key = f"t{len(self.ctes)}"
+            if term.kind == "fuzzy" and not term.short:
+                self.ctes[term] = self._fuzzy(term, key)
+            else:
+                # MATERIALIZED: computed once, and FTS5's bm25() is only allowed in its own
+                # query, never where SQLite would flatten it into an aggregate.
+                select = self.backend.term_select(term, key)
+                self.ctes[term] = select.cte(key).prefix_with("MATERIALIZED")
+        return self.ctes[term]
+
+    def _fuzzy(self, term: Term, key: str) -> Any:
+        """Near-misses: trigram-sharing candidates, kept when rapidfuzz's best partial
+        alignment scores at least ``fuzzy_min_score`` (one wrong character in seven: 86)."""
+        keep: dict[int, float] = {}
+        for sid, norm in self.backend.fuzzy_candidates(self.session, term.text, FUZZY_CANDIDATES):
+            score = fuzz.partial_ratio(term.text, norm, score_cutoff=self.options.fuzzy_min_score)
+            if score:
+                keep[sid] = score / 100.0
+        if len(keep) > FUZZY_KEEP:
+            keep = dict(sorted(keep.items(), key=lambda kv: -kv[1])[:FUZZY_KEEP])
+        column = sa.literal_column("segment_id", sa.Integer)
+        weights = sa.case(keep, value=column, else_=0.0) if keep else sa.literal(0.0)
+        return (
+            sa.select(column.label("sid"), sa.cast(weights, sa.Float).label("score"))
+            .select_from(sa.table("search_segments"))
+            .where(column.in_(list(keep)))
+            .cte(key)
+        )
+
+    def candidates(self, node: Node, *, score: bool = True) -> Any:
+        if isinstance(node, Term):
+            cte = self.leaf(node)
+            if score:
+                self.scored.append(cte)
+            return sa.select(cte.c.sid)
+        parts: list[Any] = [self.candidates(i, score=score) for i in node.items]
+        if isinstance(node, Or):
+            return sa.select(sa.union(*parts).subquery().c.sid)
+        if score:
+            self.scored.extend(self.leaf(b) for b in node.boosts)
+        found: Any = parts[0]
+        if len(parts) > 1:
+            found = sa.select(sa.intersect(*parts).subquery().c.sid)
+        if node.negated:
+            minus = [self.candidates(i, score=False) for i in node.negated]
+            found = sa.select(sa.except_(found, *minus).subquery().c.sid)
+        return found
+
+
+def _case_ids(session: Session, case: str) -> list[int]:
+    query = sa.select(Case.id).where(Case.number == case)
+    if case.isdigit():
+        query = sa.select(Case.id).where((Case.number == case) | (Case.id == int(case)))
+    ids = list(session.scalars(query))
+    if not ids:
+        raise NotFound(f"case {case!r} does not exist")
+    return ids
+
+
+def phone_variants(number: str) -> list[str]:
+    """The forms one number is stored in (PBX caller IDs vary): as typed, digits only, with
+    and without the Chinese country code (+86, 86, 0086)."""
+    digits = "".join(ch for ch in number if ch.isdigit())
+    national = digits
+    for prefix in ("0086", "86"):
+        if digits.startswith(prefix) and len(digits) - len(prefix) >= 7:
+            national = digits[len(prefix) :]
+            break
+    out = {number.strip(), digits}
+    if national:
+        out |= {national, "+86" + national, "86" + national, "0086" + national}
+    return sorted(v for v in out if v)
+
+
+def _apply_filters(query: Any, session: Session, f: SearchFilter, at: Any) -> Any:
+    if f.start is not None:
+        query = query.where(at >= f.start)
+    if f.end is not None:
+        query = query.where(at < f.end)
+    if f.role:
+        query = query.where(Segment.role == f.role)
+    if f.language:
+        query = query.where(sa.func.coalesce(Segment.language, Transcript.language) == f.language)
+    if f.agent:
+        agents = sa.select(Agent.id).where((Agent.interface == f.agent) | (Agent.name == f.agent))
+        query = query.where(Call.agent_id.in_(agents))
+    if f.queue:
+        query = query.where(Call.queue_id.in_(sa.select(Queue.id).where(Queue.name == f.queue)))
+    if f.caller:
+        query = query.where(Call.caller.in_(phone_variants(f.caller)))
+    if f.outcome:
+        query = query.where(Call.outcome == f.outcome)
+    if f.min_wait_s is not None:
+        query = query.where(Call.wait_s >= f.min_wait_s)
+    if f.min_rings is not None:
+        query = query.where(Call.rings >= f.min_rings)
+    case_ids: Any = None
+    if f.case:
+        case_ids = _case_ids(session, f.case)
+    if f.category:
+        by_category = sa.select(Case.id).where(Case.category == f.category)
+        case_ids = by_category if case_ids is None else by_category.where(Case.id.in_(case_ids))
+    if case_ids is not None:
+        linked = sa.select(case_calls.c.call_id).where(case_calls.c.case_id.in_(case_ids))
+        query = query.where(Recording.case_id.in_(case_ids) | Call.id.in_(linked))
+    return query
+
+
+def search(
+    session: Session,
+    q: str,
+    filters: SearchFilter | None = None,
+    options: SearchOptions | None = None,
+) -> SearchResult:
+    """Search the indexed transcripts; raises BadInput for a query that cannot be run."""
+    filters = filters or SearchFilter()
+    options = options or SearchOptions()
+    root = parse_query(q)
+    if options.fuzzy:
+        root = _fuzzify(root)
+    backend = backend_for(session)
+    compiler = _Compiler(session, backend, options)
+    candidates = compiler.candidates(root)
+    scored_ctes = list(dict.fromkeys(compiler.scored))
+    if isinstance(root, Term):
+        only = scored_ctes[0]
+        scored = sa.select(only.c.sid, only.c.score).subquery("scored")
+    else:
+        # Sum the positive terms' scores per segment: one pass over their matches, grouped
+        # (joining the term sets pairwise would be quadratic on SQLite's materialised CTEs).
+        parts = sa.union_all(*(sa.select(c.c.sid, c.c.score) for c in scored_ctes)).subquery()
+        scored = (
+            sa.select(parts.c.sid, sa.cast(sa.func.sum(parts.c.score), sa.Float).label("score"))
+            .where(parts.c.sid.in_(candidates))
+            .group_by(parts.c.sid)
+            .subquery("scored")
+        )
+
+    at = sa.func.coalesce(Call.entered_at, Recording.created_at).label("at")
+    base = (
+        sa.select(scored.c.sid, scored.c.score, at, Recording.id.label("rid"), Recording.call_id)
+        .join(Segment, Segment.id == scored.c.sid)
+        .join(Transcript, Transcript.id == Segment.transcript_id)
+        .join(Recording, Recording.id == Transcript.recording_id)
+        .outerjoin(Call, Call.id == Recording.call_id)
+    )
+    base = _apply_filters(base, session, filters, at)
+    filtered = base.subquery("hits")
+    total = session.scalar(sa.select(sa.func.count()).select_from(filtered)) or 0
+    order = _order(options.sort, filtered.c.score, filtered.c.at)
+    result = SearchResult(
+        q, backend.name, total, options.limit, options.offset, options.sort, hits=[]
+    )
+    terms = positive_terms(root)
+    if not options.group_by_call:
+        rows = session.execute(
+            sa.select(filtered.c.sid, filtered.c.score)
+            .order_by(*order, filtered.c.sid)
+            .limit(options.limit)
+            .offset(options.offset)
+        ).all()
+        result.hits = _hits(session, [(r.sid, r.score) for r in rows], terms, options)
+        return result
+    return _grouped(session, filtered, order, terms, options, result)
+
+
+def _order(sort: Sort, score: Any, at: Any) -> list[Any]:
+    if sort == "newest":
+        return [at.desc(), score.desc()]
+    if sort == "oldest":
+        return [at.asc(), score.desc()]
+    return [score.desc(), at.desc()]
+
+
+def _grouped(
+    session: Session,
+    filtered: Any,
+    order: list[Any],
+    terms: list[Term],
+    options: SearchOptions,
+    result: SearchResult,
+) -> SearchResult:
+    """Page over calls (a recording without a call is its own group), best hits inside."""
+    key = sa.func.coalesce(filtered.c.call_id, -filtered.c.rid).label("gkey")
+    groups = sa.select(
+        key,
+        sa.func.max(filtered.c.score).label("score"),
+        sa.func.max(filtered.c.at).label("at"),
+        sa.func.min(filtered.c.rid).label("rid"),
+        sa.func.count().label("matches"),
+    ).group_by(key)
+    grouped = groups.subquery("groups")
+    result.grouped_total = session.scalar(sa.select(sa.func.count()).select_from(grouped)) or 0
+    page = session.execute(
+        sa.select(grouped)
+        .order_by(*_order(options.sort, grouped.c.score, grouped.c.at), grouped.c.gkey)
+        .limit(options.limit)
+        .offset(options.offset)
+    ).all()
+    keys = [g.gkey for g in page]
+    rows = session.execute(
+        sa.select(filtered.c.sid, filtered.c.score, key)
+        .where(key.in_(keys))
+        .order_by(*order, filtered.c.sid)
+    ).all()
+    per_group: dict[int, list[tuple[int, float]]] = {}
+    for r in rows:
+        bucket = per_group.setdefault(r.gkey, [])
+        if len(bucket) < options.per_group:
+            bucket.append((r.sid, r.score))
+    hits = {h.segment_id: h for h in _hits(session, [x for b in per_group.values() for x in b],
+                                           terms, options)}  # fmt: skip
+    result.groups = [
+        HitGroup(
+            call_id=g.gkey if g.gkey > 0 else None,
+            recording_id=g.rid,
+            at=hits[per_group[g.gkey][0][0]].at,
+            score=float(g.score),
+            matches=int(g.matches),
+            hits=[hits[sid] for sid, _ in per_group.get(g.gkey, [])],
+        )
+        for g in page
+    ]
+    result.hits = [h for grp in result.groups for h in grp.hits]
+    return result
+
+
+def _hits(
+    session: Session, rows: list[tuple[int, float]], terms: list[Term], options: SearchOptions
+) -> list[SearchHit]:
+    if not rows:
+        return []
+    ids = [sid for sid, _ in rows]
+    data = {
+        seg.id: (seg, rec, call)
+        for seg, rec, call in session.execute(
+            sa.select(Segment, Recording, Call)
+            .join(Transcript, Transcript.id == Segment.transcript_id)
+            .join(Recording, Recording.id == Transcript.recording_id)
+            .outerjoin(Call, Call.id == Recording.call_id)
+            .where(Segment.id.in_(ids))
+        )
+    }
+    cases = _cases_of(session, [(rec.id, rec.case_id, rec.call_id) for _, rec, _ in data.values()])
+    out: list[SearchHit] = []
+    for sid, score in rows:
+        seg, rec, call = data[sid]
+        spans = highlight_spans(seg.text, terms, options.fuzzy_min_score)
+        out.append(
+            SearchHit(
+                segment_id=seg.id,
+                recording_id=rec.id,
+                call_id=rec.call_id,
+                cases=cases.get(rec.id, []),
+                at=call.entered_at if call is not None else rec.created_at,
+                role=seg.role,
+                speaker=seg.speaker,
+                language=seg.language,
+                start_s=seg.start_s,
+                end_s=seg.end_s,
+                text=seg.text,
+                highlights=spans,
+                html=mark(seg.text, spans),
+                score=round(float(score), 6),
+                caller=call.caller if call is not None else None,
+                audio_url=f"/api/recordings/{rec.id}/audio#t={seg.start_s:g}",
+            )
+        )
+    return out
+
+
+def _cases_of(
+    session: Session, recordings: list[tuple[int, int | None, int | None]]
+) -> dict[int, list[CaseRef]]:
+    call_ids = {call for _, _, call in recordings if call is not None}
+    direct = {case for _, case, _ in recordings if case is not None}
+    links = session.execute(
+        sa.select(case_calls.c.call_id, case_calls.c.case_id).where(
+            case_calls.c.call_id.in_(call_ids)
+        )
+    ).all()
+    wanted = direct | {link.case_id for link in links}
+    refs = {
+        c.id: CaseRef(c.id, c.number, c.category)
+        for c in session.scalars(sa.select(Case).where(Case.id.in_(wanted)))
+    }
+    out: dict[int, list[CaseRef]] = {}
+    for rid, case_id, call_id in recordings:
+        ids = {case_id} if case_id is not None else set()
+        ids |= {link.case_id for link in links if link.call_id == call_id}
+        out[rid] = [refs[i] for i in sorted(ids) if i in refs]
+    return out
+
+
+def highlight_spans(text: str, terms: list[Term], fuzzy_min_score: float) -> list[tuple[int, int]]:
+    """[start, end) character ranges of ``text`` that matched, merged, in order. Computed on
+    the folded text and mapped back, so they are the same whichever backend found the hit."""
+    folded = fold(text)
+    spans: list[tuple[int, int]] = []
+    for term in terms:
+        needle = term.text
+        start = folded.text.find(needle)
+        found = False
+        while start >= 0 and needle:
+            spans.append(folded.original_span(start, start + len(needle)))
+            found = True
+            start = folded.text.find(needle, start + len(needle))
+        if not found and term.kind == "fuzzy" and len(needle) >= 3:
+            window = _closest_window(needle, folded.text, fuzzy_min_score)
+            if window is not None:
+                spans.append(folded.original_span(*window))
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for s, e in spans:
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def _closest_window(needle: str, text: str, min_score: float) -> tuple[int, int] | None:
+    """The stretch of ``text`` nearest to ``needle`` by edit distance (a wrong digit costs one
+    edit, so the plate itself wins over a shifted window that also scores well by Indel)."""
+    best: tuple[int, int, int] | None = None
+    n = len(needle)
+    for length in (n, n - 1, n + 1):
+        for start in range(0, max(0, len(text) - length) + 1):
+            cost = Levenshtein.distance(needle, text[start : start + length])
+            if best is None or cost < best[0]:
+                best = (cost, start, start + length)
+    if best is None or fuzz.ratio(needle, text[best[1] : best[2]]) < min_score:
+        return None
+    return best[1], best[2]
+
+
+def mark(text: str, spans: list[tuple[int, int]]) -> str:
+    """HTML-escaped text with ``<mark>`` around the matched spans."""
+    out, pos = [], 0
+    for s, e in spans:
+        out.append(html.escape(text[pos:s]))
+        out.append("<mark>" + html.escape(text[s:e]) + "</mark>")
+        pos = e
+    out.append(html.escape(text[pos:]))
+    return "".join(out)
