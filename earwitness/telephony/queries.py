@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from earwitness.models import Agent, AgentAttempt, Call, Queue
 from earwitness.telephony.persist import SlaDefaults, target_for
@@ -67,7 +67,9 @@ def to_record(row: Call) -> CallRecord:
 
 
 def call_records(session: Session, f: CallFilter) -> list[CallRecord]:
-    rows = session.scalars(filtered_calls(f).order_by(Call.entered_at)).unique().all()
+    # Attempts in one extra query, not one per call: SLA reports read weeks of calls.
+    query = filtered_calls(f).options(selectinload(Call.attempts)).order_by(Call.entered_at)
+    rows = session.scalars(query).unique().all()
     return [to_record(r) for r in rows]
 
 

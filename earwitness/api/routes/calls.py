@@ -15,6 +15,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from earwitness.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from earwitness.errors import BadInput, NotFound
@@ -129,6 +130,7 @@ def list_calls(
     f = _filter(start, end, queue, agent, outcome, caller, min_rings)
     rows = session.scalars(
         filtered_calls(f)
+        .options(selectinload(Call.recordings))  # recording_id of each row in one query
         .order_by(Call.entered_at.desc(), Call.id.desc())
         .limit(limit)
         .offset(offset)
