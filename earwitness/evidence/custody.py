@@ -104,26 +104,17 @@ def append(
     _lock_chain(session)
     prev = chain_head(session)
     when = (at or utcnow()).astimezone(UTC)
-    detail = detail[:500]
-    payload = data or {}
-    entry = CustodyEntry(
-        evidence_id=evidence.id,
-        at=when,
-        actor=actor,
-        action=action,
-        detail=detail,
-        data=payload,
-        prev_hash=prev,
-        entry_hash=entry_digest(
-            evidence_id=evidence.id,
-            at=when,
-            actor=actor,
-            action=action,
-            detail=detail,
-            data=payload,
-            prev_hash=prev,
-        ),
-    )
+    fields: dict[str, Any] = {
+        "evidence_id": evidence.id,
+        "at": when,
+        "actor": actor,
+        "action": action,
+        "detail": detail[:500],
+        "data": data or {},
+        "prev_hash": prev,
+    }
+    # The row and its hash are built from the very same fields, so they cannot disagree.
+    entry = CustodyEntry(**fields, entry_hash=entry_digest(**fields))
     session.add(entry)
     session.flush()
     return entry

@@ -222,16 +222,35 @@ class _Reader:
         )
 
 
-def _rule(source: str, text: str, index: int, raw: Any, seen: set[str]) -> Rule:
+def _open_entry(
+    source: str,
+    text: str,
+    index: int,
+    raw: Any,
+    seen: set[str],
+    *,
+    table: str,
+    allowed: set[str],
+    duplicate: str,
+) -> tuple[_Reader, str]:
+    """Start reading one ``[[rule]]``/``[[check]]`` table: shape, id, known keys, unique id."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"QA rules {source}: [[rule]] #{index} is not a table")
-    r = _Reader(source, text, f"[[rule]] #{index}", raw)
-    rule_id = r.text_value("id")
-    r.where = f"rule {rule_id!r}"
-    r.keys(_RULE_KEYS)
-    if rule_id in seen:
-        raise r.fail("id", "duplicate rule id")
-    seen.add(rule_id)
+        raise ConfigError(f"QA rules {source}: [[{table}]] #{index} is not a table")
+    r = _Reader(source, text, f"[[{table}]] #{index}", raw)
+    entry_id = r.text_value("id")
+    r.where = f"{table} {entry_id!r}"
+    r.keys(allowed)
+    if entry_id in seen:
+        raise r.fail("id", duplicate)
+    seen.add(entry_id)
+    return r, entry_id
+
+
+def _rule(source: str, text: str, index: int, raw: Any, seen: set[str]) -> Rule:
+    r, rule_id = _open_entry(
+        source, text, index, raw, seen,
+        table="rule", allowed=_RULE_KEYS, duplicate="duplicate rule id",
+    )  # fmt: skip
     kind = r.choice("kind", KINDS, "required")
     matcher = r.matcher()
     confirm = None
@@ -279,15 +298,10 @@ def _rule(source: str, text: str, index: int, raw: Any, seen: set[str]) -> Rule:
 
 
 def _check(source: str, text: str, index: int, raw: Any, seen: set[str]) -> Check:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"QA rules {source}: [[check]] #{index} is not a table")
-    r = _Reader(source, text, f"[[check]] #{index}", raw)
-    check_id = r.text_value("id")
-    r.where = f"check {check_id!r}"
-    r.keys(_CHECK_KEYS)
-    if check_id in seen:
-        raise r.fail("id", "duplicate rule/check id")
-    seen.add(check_id)
+    r, check_id = _open_entry(
+        source, text, index, raw, seen,
+        table="check", allowed=_CHECK_KEYS, duplicate="duplicate rule/check id",
+    )  # fmt: skip
     high, low = r.number("max", None), r.number("min", None)
     if high is None and low is None:
         raise r.fail(None, "needs max or min")
