@@ -171,8 +171,9 @@ def test_hallucination_filters() -> None:
     assert cleanup.is_credit_line("字幕由 Amara.org 社群提供")
     assert cleanup.is_credit_line("Thanks for watching!")
     assert not cleanup.is_credit_line("我的救援车晚到了")
-    assert cleanup.collapse_repeats("谢谢谢谢谢谢谢谢") == "谢"
-    assert cleanup.collapse_repeats("okay okay okay okay fine") == "okay fine"
+    # real people repeat themselves; only a long loop is Whisper's (see test_transcript_fidelity)
+    assert cleanup.collapse_repeats("谢谢谢谢谢谢谢谢") == "谢谢谢谢谢谢谢谢"
+    assert cleanup.collapse_repeats("okay " * 12 + "fine") == "okay fine"
     assert cleanup.is_loop("the the the the the the the the the")
     assert cleanup.is_no_speech(0.9, -1.5) and not cleanup.is_no_speech(0.9, -0.2)
 

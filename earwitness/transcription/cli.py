@@ -26,7 +26,10 @@ def transcribe(
         str | None, typer.Option(help="force a language (zh, en, ...); default: detect per channel")
     ] = None,
     vocabulary: Annotated[
-        list[str] | None, typer.Option("--vocabulary", "-v", help="domain word for the prompt")
+        list[str] | None,
+        typer.Option(
+            "--vocabulary", "-v", help="domain term (hotword, kept only when clearly heard)"
+        ),
     ] = None,
     diarizer: Annotated[str, typer.Option(help="mono diarization backend: encoder|pyannote")] = (
         "encoder"
@@ -63,6 +66,7 @@ def transcribe(
         "diarization": result.diarization,
         "role_rule": result.roles.rule,
         "languages": result.languages,
+        "params": result.params,
     }
     text = render(format, result.segments, meta=meta, file_id=file.stem)
     if output is not None:

@@ -1,11 +1,18 @@
 """Speech recognition of one audio stream (a channel or a mono mix) with faster-whisper.
 
-Per stream: VAD first (a silent channel yields nothing — no model call, so no
-hallucination), then language detection with the multilingual model, then the
-model for that language (English → the English model, tiny.en by default;
-anything else → multilingual base), word timestamps, VAD-clamped times
-(:mod:`timing`), hallucination filters and Chinese → simplified
-(:mod:`cleanup`). Models are loaded once per process and shared by jobs.
+A transcript is evidence, so the engine is built to lose nothing, add nothing and give
+the same output for the same input:
+
+- *speech, not channels*: the stream is cut at VAD boundaries into chunks of at most
+  30 s (:mod:`timing`) and every chunk is decoded on its own; a voice region that comes
+  back without words is decoded again alone, and if it still yields nothing it becomes
+  an explicit ``[inaudible]`` segment with its time span, never silence;
+- *no words from outside the audio*: no free-text prompt is ever built (case facts copied
+  into transcripts when they were); an explicit vocabulary is passed as faster-whisper
+  ``hotwords`` and a term it produces is kept only when the model was sure of its words,
+  otherwise the chunk is decoded again without hotwords;
+- *deterministic*: one temperature (0.0, beam search), no sampling fallback unless the
+  options ask for it; every decoding parameter is recorded with the transcript.
 """
 
 from __future__ import annotations
@@ -20,15 +27,31 @@ import numpy as np
 from earwitness.config import Settings
 from earwitness.errors import ServiceUnavailable
 from earwitness.transcription import cleanup
-from earwitness.transcription.models import ModelSpec, english_model, multilingual_model
+from earwitness.transcription.confidence import LOW_WORD_PROBABILITY
+from earwitness.transcription.models import (
+    ModelSpec,
+    english_model,
+    model_files,
+    multilingual_model,
+)
 from earwitness.transcription.timing import (
     SAMPLE_RATE,
+    Chunk,
     TimingOptions,
-    retime,
-    speech_overlap,
+    place_words,
+    plan_chunks,
+    snap_edges,
     speech_regions,
+    split_segment,
+    uncovered_regions,
 )
-from earwitness.transcription.types import ChannelResult, SegmentOut, WordOut
+from earwitness.transcription.types import (
+    INAUDIBLE,
+    ChannelResult,
+    SegmentOut,
+    SpeechRegion,
+    WordOut,
+)
 
 ProgressFn = Callable[[float], None]
 
@@ -39,28 +62,44 @@ class TranscribeOptions:
 
     language: str | None = None  # force one language; None = detect per channel
     languages: tuple[str, ...] = ("zh", "en")  # detection picks among these (empty = any)
-    vocabulary: tuple[str, ...] = ()  # plates, order numbers, place names → initial prompt
+    #: domain terms passed as hotwords; never a free-text prompt (see module docstring)
+    vocabulary: tuple[str, ...] = ()
+    #: a vocabulary term is kept only when all its words reach this probability
+    vocabulary_min_probability: float = 0.5
     beam_size: int = 5
+    #: (0.0,) = deterministic beam search; more values = Whisper's sampling fallback
+    temperatures: tuple[float, ...] = (0.0,)
     # English channels to the English-only model (tiny.en by default). Off by default: on
     # 8 kHz calls the multilingual base had half tiny.en's WER at about the same speed
     # (benchmarks/README.md); set a large English model here for production.
     use_english_model: bool = False
     timing: TimingOptions = field(default_factory=TimingOptions)
 
-    def initial_prompt(self, language: str) -> str | None:
-        if not self.vocabulary:
-            return None
-        joined = "、".join(self.vocabulary) if language == "zh" else ", ".join(self.vocabulary)
-        return f"{'词汇' if language == 'zh' else 'Glossary'}: {joined}"
-
     def as_params(self) -> dict[str, Any]:
         return {
             "language": self.language,
             "languages": list(self.languages),
             "vocabulary": list(self.vocabulary),
-            "beam_size": self.beam_size,
+            "vocabulary_min_probability": self.vocabulary_min_probability,
             "use_english_model": self.use_english_model,
-            "timing": self.timing.__dict__,
+            "decoding": self.decoding(),
+            "timing": self.timing.record(),
+            "low_word_probability": LOW_WORD_PROBABILITY,
+        }
+
+    def decoding(self) -> dict[str, Any]:
+        """The faster-whisper ``transcribe`` arguments used for every chunk."""
+        return {
+            "task": "transcribe",
+            "beam_size": self.beam_size,
+            "temperature": list(self.temperatures),
+            "condition_on_previous_text": False,
+            "word_timestamps": True,
+            "vad_filter": False,
+            "initial_prompt": None,
+            "compression_ratio_threshold": 2.4,
+            "log_prob_threshold": -1.0,
+            "no_speech_threshold": 0.6,
         }
 
 
@@ -69,8 +108,12 @@ _MODELS_LOCK = threading.Lock()
 
 
 def load_whisper(spec: ModelSpec, device: str, compute_type: str) -> Any:
-    """A cached faster-whisper model; ServiceUnavailable when it cannot be loaded."""
+    """A cached faster-whisper model; ServiceUnavailable when it cannot be loaded.
+
+    The model's files are hashed (and checked, when bundled) before the first load.
+    """
     key = (spec.source, device, compute_type)
+    model_files(spec)
     with _MODELS_LOCK:
         if key not in _MODELS:
             from faster_whisper import WhisperModel
@@ -94,6 +137,7 @@ class SpeechEngine:
         self.options = options or TranscribeOptions()
         self._english = english_model(settings)
         self._multi: ModelSpec | None = None
+        self._used: dict[str, ModelSpec] = {}
 
     @property
     def multilingual(self) -> ModelSpec:
@@ -110,14 +154,20 @@ class SpeechEngine:
             return self.multilingual.label
         return f"{self.multilingual.label}+{self._english.label}"
 
+    def model_files(self) -> dict[str, dict[str, str]]:
+        """SHA-256 of every file of each model this engine has decoded with, by label."""
+        return {label: model_files(spec) for label, spec in sorted(self._used.items())}
+
     def _model(self, spec: ModelSpec) -> Any:
+        self._used[spec.label] = spec
         return load_whisper(spec, self.settings.whisper_device, self.settings.whisper_compute_type)
 
-    def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
+    def detect_language(self, speech: np.ndarray) -> tuple[str, float]:
+        """Language of (up to 30 s of) speech, restricted to ``options.languages``."""
         if self.options.language:
             return self.options.language, 1.0
         model = self._model(self.multilingual)
-        lang, prob, ranked = model.detect_language(audio, vad_filter=True)
+        lang, prob, ranked = model.detect_language(speech[: 30 * SAMPLE_RATE])
         allowed = self.options.languages
         if allowed and lang not in allowed:
             best = max((p for p in ranked if p[0] in allowed), key=lambda p: p[1], default=None)
@@ -130,114 +180,160 @@ class SpeechEngine:
             return self._english
         return self.multilingual
 
-    def _transcribe(self, spec: ModelSpec, audio: np.ndarray, language: str | None) -> Any:
-        return self._model(spec).transcribe(
-            audio,
-            language=language if spec.multilingual else None,
-            beam_size=self.options.beam_size,
-            word_timestamps=True,
-            vad_filter=True,
-            vad_parameters={"min_silence_duration_ms": 500, "speech_pad_ms": 200},
-            condition_on_previous_text=False,
-            initial_prompt=self.options.initial_prompt(language or ""),
-        )
-
-    def _run(self, audio: np.ndarray) -> tuple[Any, str, float, ModelSpec]:
-        """Segments (lazy), language, its probability and the model that decoded them.
-
-        Without a forced language the multilingual model detects it from the encoder
-        pass it needs for decoding anyway (one pass saved per channel); a language
-        outside ``options.languages`` is replaced by the likeliest allowed one.
-        """
-        if self.options.language or self.options.use_english_model:
-            language, probability = self.detect_language(audio)
-            spec = self.spec_for(language)
-            segments, _ = self._transcribe(spec, audio, language)
-            return segments, language, probability, spec
-        spec = self.multilingual
-        segments, info = self._transcribe(spec, audio, None)
-        language, probability = str(info.language), float(info.language_probability)
-        allowed = self.options.languages
-        if allowed and language not in allowed:
-            ranked = info.all_language_probs or []
-            best = max((p for p in ranked if p[0] in allowed), key=lambda p: p[1], default=None)
-            if best is not None:
-                language, probability = str(best[0]), float(best[1])
-                segments, _ = self._transcribe(spec, audio, language)
-        return segments, language, probability, spec
-
     def transcribe_stream(
         self, audio: np.ndarray, *, channel: int | None, progress: ProgressFn | None = None
     ) -> ChannelResult:
         """Transcribe 16 kHz mono float32 audio; times are seconds from its start."""
-        regions = speech_regions(audio, self.options.timing)
-        if not regions:
+        timing = self.options.timing
+        voice = speech_regions(audio, timing)
+        if not voice:
             return ChannelResult(channel, None, 0.0, "", [], [])
-        segments, language, probability, spec = self._run(audio)
-        duration = len(audio) / SAMPLE_RATE
-        kept: list[SegmentOut] = []
-        dropped: list[str] = []
-        for seg in segments:  # a generator: long audio streams
+        chunks = plan_chunks(speech_regions(audio, timing, purpose="decode"), timing)
+        speech = np.concatenate([_slice(audio, c.start, c.end) for c in chunks])
+        language, probability = self.detect_language(speech)
+        spec = self.spec_for(language)
+        decoder = _ChunkDecoder(self._model(spec), spec, self.options, language, channel)
+        segments: list[SegmentOut] = []
+        for i, chunk in enumerate(chunks):
+            segments += decoder.decode(audio, chunk, voice)
             if progress is not None:
-                progress(min(1.0, seg.end / max(duration, 1e-6)))
-            reason = self._reject_reason(seg, regions)
+                progress((i + 1) / len(chunks))
+        # Second chance: a voiced region with no word is decoded again on its own.
+        words = [w for s in segments for w in s.words]
+        for region in uncovered_regions(voice, words, timing):
+            pad = timing.decode_pad_ms / 1000
+            alone = Chunk(max(0.0, region.start - pad), region.end + pad, (region,))
+            found = decoder.decode(audio, alone, voice)
+            if any(s.words for s in found):
+                segments += found
+            else:
+                segments.append(_inaudible(region, channel, language))
+                decoder.dropped.append(f"inaudible: {region.start:.2f}-{region.end:.2f} s")
+        segments = snap_edges(segments, voice, timing.snap_s)
+        return ChannelResult(
+            channel, language, probability, spec.label, segments, voice, decoder.dropped
+        )
+
+
+class _ChunkDecoder:
+    """Decodes one chunk at a time with fixed language and decoding parameters."""
+
+    def __init__(
+        self,
+        model: Any,
+        spec: ModelSpec,
+        options: TranscribeOptions,
+        language: str,
+        channel: int | None,
+    ) -> None:
+        self.model, self.spec, self.options = model, spec, options
+        self.language, self.channel = language, channel
+        self.dropped: list[str] = []
+
+    def _run(self, audio: np.ndarray, hotwords: str | None) -> list[Any]:
+        decoding = self.options.decoding()
+        decoding.pop("task")
+        temperature = decoding.pop("temperature")
+        segments, _info = self.model.transcribe(
+            audio,
+            language=self.language if self.spec.multilingual else None,
+            temperature=temperature[0] if len(temperature) == 1 else temperature,
+            hotwords=hotwords,
+            **decoding,
+        )
+        return list(segments)
+
+    def decode(
+        self, audio: np.ndarray, chunk: Chunk, voice: list[SpeechRegion]
+    ) -> list[SegmentOut]:
+        piece = _slice(audio, chunk.start, chunk.end)
+        vocabulary = self.options.vocabulary
+        raw = self._run(piece, " ".join(vocabulary) if vocabulary else None)
+        if vocabulary and _unheard_term(raw, vocabulary, self.options.vocabulary_min_probability):
+            self.dropped.append(f"vocabulary not heard at {chunk.start:.2f} s: decoded without")
+            raw = self._run(piece, None)
+        out: list[SegmentOut] = []
+        for seg in raw:
+            reason = _reject_reason(seg)
             if reason:
-                dropped.append(f"{reason}: {seg.text.strip()[:80]}")
+                self.dropped.append(f"{reason}: {seg.text.strip()[:80]}")
                 continue
-            out = self._segment(seg, channel, language)
-            kept.extend(retime(out, regions, self.options.timing))
-        return ChannelResult(channel, language, probability, spec.label, kept, regions, dropped)
+            out += split_segment(self._segment(seg, chunk), voice, self.options.timing)
+        return out
 
-    @staticmethod
-    def _reject_reason(seg: Any, regions: list[Any]) -> str | None:
-        text = seg.text.strip()
-        if not text:
-            return "empty"
-        if cleanup.is_credit_line(text):
-            return "silence hallucination"
-        if cleanup.is_no_speech(seg.no_speech_prob, seg.avg_logprob):
-            return "no speech"
-        if cleanup.is_loop(text):
-            return "repetition loop"
-        span = max(seg.end - seg.start, 1e-3)
-        if speech_overlap(seg.start, seg.end, regions) / span < cleanup.MIN_SPEECH_SHARE:
-            return "no voice under it"
-        return None
-
-    @staticmethod
-    def _segment(seg: Any, channel: int | None, language: str) -> SegmentOut:
-        convert = cleanup.to_simplified if language == "zh" else (lambda s: s)
+    def _segment(self, seg: Any, chunk: Chunk) -> SegmentOut:
+        convert = cleanup.to_simplified if self.language == "zh" else _same
         words = [
-            WordOut(float(w.start), float(w.end), convert(w.word), float(w.probability))
+            WordOut(
+                chunk.start + float(w.start),
+                chunk.start + float(w.end),
+                convert(w.word),
+                float(w.probability),
+            )
             for w in (seg.words or [])
         ]
-        words = _collapse_word_repeats(words)
+        words = cleanup.collapse_word_loops(place_words(words, chunk))
         return SegmentOut(
-            start=float(seg.start),
-            end=float(seg.end),
+            start=words[0].start if words else chunk.start + float(seg.start),
+            end=words[-1].end if words else chunk.start + float(seg.end),
             text=convert(cleanup.collapse_repeats(seg.text.strip())),
-            channel=channel,
-            language=language,
+            channel=self.channel,
+            language=self.language,
             avg_logprob=float(seg.avg_logprob),
             words=words,
         )
 
 
-def _collapse_word_repeats(words: list[WordOut], min_repeats: int = 3) -> list[WordOut]:
-    """Drop words of a phrase looping ``min_repeats``+ times, keeping the first occurrence."""
-    keys = [w.word.strip().lower() for w in words]
-    keep = [True] * len(words)
-    for n in range(1, 6):
-        i = 0
-        while i + n * min_repeats <= len(keys):
-            gram = keys[i : i + n]
-            reps = 1
-            while keys[i + reps * n : i + (reps + 1) * n] == gram:
-                reps += 1
-            if reps >= min_repeats:
-                for j in range(i + n, i + reps * n):
-                    keep[j] = False
-                i += reps * n
-            else:
-                i += 1
-    return [w for w, k in zip(words, keep, strict=True) if k]
+def _same(text: str) -> str:
+    return text
+
+
+def _slice(audio: np.ndarray, start: float, end: float) -> np.ndarray:
+    return audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+
+
+def _reject_reason(seg: Any) -> str | None:
+    text = seg.text.strip()
+    if not text:
+        return "empty"
+    if cleanup.is_credit_line(text):
+        return "silence hallucination"
+    if cleanup.is_no_speech(seg.no_speech_prob, seg.avg_logprob):
+        return "no speech"
+    if cleanup.is_loop(text):
+        return "repetition loop"
+    return None
+
+
+def _unheard_term(segments: list[Any], vocabulary: tuple[str, ...], min_p: float) -> bool:
+    """A vocabulary term in the output whose words the model was not sure of."""
+    for seg in segments:
+        words = list(seg.words or [])
+        joined = "".join(w.word for w in words).replace(" ", "").lower()
+        for term in vocabulary:
+            key = term.replace(" ", "").lower()
+            if not key or key not in joined:
+                continue
+            # probabilities of the words whose characters make up the term
+            pos, spans, cursor = joined.find(key), [], 0
+            for w in words:
+                token = w.word.replace(" ", "").lower()
+                lo, hi = cursor, cursor + len(token)
+                cursor = hi
+                if hi > pos and lo < pos + len(key):
+                    spans.append(float(w.probability))
+            if spans and min(spans) < min_p:
+                return True
+    return False
+
+
+def _inaudible(region: SpeechRegion, channel: int | None, language: str) -> SegmentOut:
+    return SegmentOut(
+        start=region.start,
+        end=region.end,
+        text=INAUDIBLE,
+        channel=channel,
+        language=language,
+        avg_logprob=None,
+        words=[],
+    )

@@ -1,7 +1,10 @@
 """Transcript exports: JSON (everything), SRT and VTT (players), TXT (reading), RTTM (scoring).
 
 Exports take plain segment data (:class:`SegmentOut`) so the API, the CLI and
-tests render the same text from a stored transcript or a fresh run.
+tests render the same text from a stored transcript or a fresh run. Words the
+recogniser was unsure of are marked in every format (:mod:`confidence`): ``[?…?]``
+in the text formats, ``low_confidence`` fields in JSON, so an investigator knows
+what to check against the audio.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from earwitness.errors import BadInput
+from earwitness.transcription.confidence import is_low, low_spans, marked_text, segment_confidence
 from earwitness.transcription.types import SegmentOut
 
 FORMATS = {
@@ -36,7 +40,7 @@ def _who(seg: SegmentOut) -> str:
 
 def to_srt(segments: Iterable[SegmentOut]) -> str:
     blocks = [
-        f"{i}\n{_stamp(s.start, ',')} --> {_stamp(s.end, ',')}\n[{_who(s)}] {s.text}\n"
+        f"{i}\n{_stamp(s.start, ',')} --> {_stamp(s.end, ',')}\n[{_who(s)}] {marked_text(s)}\n"
         for i, s in enumerate(segments, 1)
     ]
     return "\n".join(blocks)
@@ -44,14 +48,14 @@ def to_srt(segments: Iterable[SegmentOut]) -> str:
 
 def to_vtt(segments: Iterable[SegmentOut]) -> str:
     blocks = [
-        f"{_stamp(s.start, '.')} --> {_stamp(s.end, '.')}\n<v {_who(s)}>{s.text}\n"
+        f"{_stamp(s.start, '.')} --> {_stamp(s.end, '.')}\n<v {_who(s)}>{marked_text(s)}\n"
         for s in segments
     ]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
 def to_txt(segments: Iterable[SegmentOut]) -> str:
-    return "".join(f"[{_stamp(s.start, '.')}] {_who(s)}: {s.text}\n" for s in segments)
+    return "".join(f"[{_stamp(s.start, '.')}] {_who(s)}: {marked_text(s)}\n" for s in segments)
 
 
 def to_rttm(segments: Iterable[SegmentOut], file_id: str = "recording") -> str:
@@ -78,13 +82,25 @@ def to_json(segments: Iterable[SegmentOut], meta: dict[str, Any] | None = None) 
                 "channel": s.channel,
                 "language": s.language,
                 "text": s.text,
-                "confidence": s.avg_logprob,
+                "inaudible": s.inaudible,
+                "confidence": segment_confidence(s),
+                "avg_logprob": s.avg_logprob,
+                "low_confidence_spans": [
+                    {
+                        "start": round(span.start, 3),
+                        "end": round(span.end, 3),
+                        "text": span.text,
+                        "min_probability": round(span.min_probability, 4),
+                    }
+                    for span in low_spans(s)
+                ],
                 "words": [
                     {
                         "start": round(w.start, 3),
                         "end": round(w.end, 3),
                         "word": w.word,
                         "probability": w.probability,
+                        "low_confidence": is_low(w),
                     }
                     for w in s.words
                 ],

@@ -53,6 +53,19 @@ class CallTranscript:
         return max(set(found), key=found.count) if found else None
 
 
+def software_versions() -> dict[str, str]:
+    """The decoder's own versions: the same weights decode differently across releases."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("faster-whisper", "ctranslate2", "onnxruntime", "earwitness"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
 def _noop(_pct: float, _msg: str) -> None:
     return None
 
@@ -97,12 +110,14 @@ def transcribe_audio(
         diarization, diar_params = diar.backend, diar.params
     params = {
         "options": engine.options.as_params(),
+        "software": software_versions(),
         "diarization": diar_params,
         "role_rule": roles.rule,
         "role_detail": roles.detail,
         "roles": roles.roles,
         "dual_mono": info.dual_mono,
         "models": {str(r.channel): r.model for r in results if r.model},
+        "model_files": engine.model_files(),
         "language_probability": {str(r.channel): round(r.language_probability, 3) for r in results},
         "dropped": [d for r in results for d in r.dropped],
     }

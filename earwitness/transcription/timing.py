@@ -1,16 +1,28 @@
-"""Time speech by VAD, not by Whisper's own segment bounds.
+"""Where speech is, how it is cut for decoding, and where a transcript's words sit in time.
 
-Whisper (and faster-whisper's VAD concatenation) lets segment and word times
-drift: a segment often "starts" a few hundred milliseconds before the voice,
-and after a long pause the first word can be placed in the silence. QA
-measures interruptions and dead air from these times, so each word is clamped
-into the speech region (silero VAD, tight padding) it belongs to, and a
-segment that spans a silence longer than ``split_gap_s`` is split there.
+Why decode speech, not channels: faster-whisper given a whole 8 kHz channel with its
+own VAD (``vad_filter=True``) concatenates the speech, decodes 30 s windows and maps
+times back; on real calls it returned nothing for a 12-second utterance, or one segment
+placed seconds away from the voice, while the same region decoded alone came back in
+full (measured, ``benchmarks/bench_speech.py``). So a stream is cut at silero VAD
+boundaries into *chunks* of at most ``max_chunk_s`` (WhisperX's cut & merge), each chunk
+is decoded on its own, and every word is placed by chunk offset + its own timestamp.
+
+Two VAD passes with different purposes:
+
+- *decode regions* (padded 200 ms, split at 500 ms pauses): what the recogniser hears;
+- *voice regions* (tight, 30 ms padding): the evidence that someone spoke. Every voice
+  region of at least ``min_voiced_s`` must end up covered by words or by an explicit
+  ``[inaudible]`` segment (:func:`uncovered_regions`), never by silence.
+
+Everything here is pure (plain numbers in, plain data out) except :func:`speech_regions`,
+which runs the ONNX VAD model faster-whisper ships.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
@@ -22,31 +34,92 @@ SAMPLE_RATE = 16000
 
 @dataclass(frozen=True)
 class TimingOptions:
-    """VAD for timing: tight padding so bounds sit on the voice itself."""
+    """VAD and chunking parameters; recorded with every transcript."""
 
     threshold: float = 0.5
-    min_silence_ms: int = 250
-    min_speech_ms: int = 120
-    pad_ms: int = 30
+    #: tight VAD: the evidence of voice (QA timing and the inaudible check use it)
+    voice_min_silence_ms: int = 250
+    voice_min_speech_ms: int = 120
+    voice_pad_ms: int = 30
+    #: decode VAD: what the recogniser is given
+    decode_min_silence_ms: int = 500
+    decode_pad_ms: int = 200
+    #: a chunk never exceeds Whisper's 30 s window
+    max_chunk_s: float = 30.0
+    #: regions closer than this are decoded together (shared context, fewer encoder passes)
+    merge_gap_s: float = 1.0
+    #: a voice region at least this long with no word on it becomes ``[inaudible]``
+    min_voiced_s: float = 0.5
+    #: words farther apart than this, with no voice between them, start a new segment
     split_gap_s: float = 0.6
-    snap_s: float = 0.6  # how far a segment edge may move onto the VAD bound
+    #: a segment edge moves onto the voice edge when that edge is at most this far
+    snap_s: float = 0.8
+    #: voice edges extend over frames this far above the noise floor (see refine_by_energy)
+    energy_margin_db: float = 6.0
+    energy_extend_s: float = 0.5
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def speech_regions(audio: np.ndarray, options: TimingOptions | None = None) -> list[SpeechRegion]:
-    """Silero VAD (the ONNX model faster-whisper ships) over 16 kHz mono audio."""
+@dataclass(frozen=True)
+class Chunk:
+    """One stretch decoded on its own; ``regions`` are the decode regions inside it."""
+
+    start: float
+    end: float
+    regions: tuple[SpeechRegion, ...]
+
+
+def speech_regions(
+    audio: np.ndarray,
+    options: TimingOptions | None = None,
+    *,
+    purpose: str = "voice",
+) -> list[SpeechRegion]:
+    """Silero VAD (the ONNX model faster-whisper ships) over 16 kHz mono audio.
+
+    ``purpose="voice"`` gives tight regions (evidence of speech), ``"decode"`` the
+    padded regions the recogniser hears, split so that none is longer than a chunk.
+    """
     opts = options or TimingOptions()
     if audio.size == 0:
         return []
-    stamps = get_speech_timestamps(
-        audio,
-        VadOptions(
+    if purpose == "decode":
+        vad = VadOptions(
             threshold=opts.threshold,
-            min_silence_duration_ms=opts.min_silence_ms,
-            min_speech_duration_ms=opts.min_speech_ms,
-            speech_pad_ms=opts.pad_ms,
-        ),
-    )
-    return [SpeechRegion(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
+            min_silence_duration_ms=opts.decode_min_silence_ms,
+            speech_pad_ms=opts.decode_pad_ms,
+            max_speech_duration_s=opts.max_chunk_s,
+        )
+    else:
+        vad = VadOptions(
+            threshold=opts.threshold,
+            min_silence_duration_ms=opts.voice_min_silence_ms,
+            min_speech_duration_ms=opts.voice_min_speech_ms,
+            speech_pad_ms=opts.voice_pad_ms,
+        )
+    stamps = get_speech_timestamps(audio, vad)
+    regions = [SpeechRegion(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
+    return regions if purpose == "decode" else refine_by_energy(audio, regions, opts)
+
+
+def plan_chunks(regions: list[SpeechRegion], options: TimingOptions) -> list[Chunk]:
+    """Merge neighbouring decode regions into chunks of at most ``max_chunk_s``.
+
+    Only regions separated by less than ``merge_gap_s`` are merged: a long silence
+    inside a window is where Whisper loses or misplaces the speech after it.
+    """
+    chunks: list[Chunk] = []
+    for region in sorted(regions, key=lambda r: r.start):
+        if chunks:
+            last = chunks[-1]
+            gap = region.start - last.end
+            if gap < options.merge_gap_s and region.end - last.start <= options.max_chunk_s:
+                chunks[-1] = Chunk(last.start, max(last.end, region.end), (*last.regions, region))
+                continue
+        chunks.append(Chunk(region.start, region.end, (region,)))
+    return chunks
 
 
 def speech_overlap(start: float, end: float, regions: list[SpeechRegion]) -> float:
@@ -54,78 +127,56 @@ def speech_overlap(start: float, end: float, regions: list[SpeechRegion]) -> flo
     return sum(max(0.0, min(end, r.end) - max(start, r.start)) for r in regions)
 
 
-def _clamp_word(word: WordOut, regions: list[SpeechRegion], next_start: float | None) -> WordOut:
-    """Put a word inside speech.
-
-    A word mostly in silence whose *next* word lies in a later speech region is
-    moved to that region: Whisper stretches the first word after a pause back
-    into the silence.
-    """
-    hits = [r for r in regions if r.end > word.start and r.start < word.end]
-    duration = max(word.end - word.start, 1e-3)
-    inside = speech_overlap(word.start, word.end, hits) / duration
-    later = [r for r in regions if r.start > word.start]
-    moves_on = bool(later) and (next_start is None or next_start >= later[0].start - 0.05)
-    if hits and (inside >= 0.5 or not moves_on):
-        start = max(word.start, hits[0].start)
-        end = min(word.end, hits[-1].end)
-        if end <= start:  # touches speech only at a point: keep it inside that region
-            end = min(hits[-1].end, start + 0.05)
-        return WordOut(start, end, word.word, word.probability)
-    if later and moves_on:
-        target = later[0]
-        length = min(word.end - word.start, target.end - target.start)
-        return WordOut(target.start, target.start + length, word.word, word.probability)
-    target = min(regions, key=lambda r: abs(r.end - word.start))
-    length = min(word.end - word.start, target.end - target.start)
-    start = max(target.start, target.end - length)
-    return WordOut(start, start + length, word.word, word.probability)
+def uncovered_regions(
+    voice: list[SpeechRegion],
+    words: list[WordOut],
+    options: TimingOptions,
+    tolerance_s: float = 0.25,
+) -> list[SpeechRegion]:
+    """Voice regions of at least ``min_voiced_s`` that no word touches (± tolerance)."""
+    out = []
+    for region in voice:
+        if region.end - region.start < options.min_voiced_s:
+            continue
+        lo, hi = region.start - tolerance_s, region.end + tolerance_s
+        if not any(w.end > lo and w.start < hi for w in words):
+            out.append(region)
+    return out
 
 
-def _region_of(t: float, regions: list[SpeechRegion]) -> SpeechRegion | None:
-    return next((r for r in regions if r.start - 1e-6 <= t <= r.end + 1e-6), None)
+def place_words(words: list[WordOut], chunk: Chunk) -> list[WordOut]:
+    """Clamp words into their chunk and keep them in order (times never run backwards)."""
+    placed: list[WordOut] = []
+    for w in words:
+        start = min(max(w.start, chunk.start), chunk.end)
+        end = min(max(w.end, start), chunk.end)
+        if placed and start < placed[-1].end:
+            start = min(placed[-1].end, end)
+        placed.append(WordOut(start, end, w.word, w.probability))
+    return placed
 
 
-def _snap(group: list[WordOut], regions: list[SpeechRegion], opts: TimingOptions) -> None:
-    """Move the group's outer edges onto the voice: Whisper ends words early."""
-    first = _region_of(group[0].start, regions)
-    if first is not None and group[0].start - first.start <= opts.snap_s:
-        group[0].start = first.start
-    last = _region_of(group[-1].end, regions)
-    if last is not None and last.end - group[-1].end <= opts.snap_s:
-        group[-1].end = last.end
-
-
-def retime(
-    segment: SegmentOut, regions: list[SpeechRegion], opts: TimingOptions
+def split_segment(
+    segment: SegmentOut, voice: list[SpeechRegion], options: TimingOptions
 ) -> list[SegmentOut]:
-    """Clamp the segment's words into speech and split it at long silences."""
-    if not regions:
-        return []
+    """Cut a segment where its words are separated by a silence of ``split_gap_s`` or more.
+
+    Segment bounds come from its words (edges are moved later, with the neighbours
+    known, by :func:`snap_edges`).
+    """
     if not segment.words:
-        hits = [r for r in regions if r.end > segment.start and r.start < segment.end]
-        if not hits:
-            return []
-        segment.start = max(segment.start, hits[0].start)
-        segment.end = min(segment.end, hits[-1].end)
         return [segment]
-    nexts: list[float | None] = [w.start for w in segment.words[1:]]
-    words = [_clamp_word(w, regions, n) for w, n in zip(segment.words, [*nexts, None], strict=True)]
-    for prev, cur in zip(words, words[1:], strict=False):  # keep words monotonic
-        if cur.start < prev.end:
-            cur.start = min(prev.end, cur.end)
-    groups: list[list[WordOut]] = [[words[0]]]
-    for word in words[1:]:
-        gap = word.start - groups[-1][-1].end
-        silence = gap - speech_overlap(groups[-1][-1].end, word.start, regions)
-        if silence >= opts.split_gap_s:
+    groups: list[list[WordOut]] = [[segment.words[0]]]
+    for word in segment.words[1:]:
+        prev_end = groups[-1][-1].end
+        silence = (word.start - prev_end) - speech_overlap(prev_end, word.start, voice)
+        if silence >= options.split_gap_s:
             groups.append([word])
         else:
             groups[-1].append(word)
     out = []
     for group in groups:
-        _snap(group, regions, opts)
-        text = _join_words(group)
+        text = "".join(w.word for w in group).strip()
         if not text:
             continue
         out.append(
@@ -144,6 +195,77 @@ def retime(
     return out
 
 
-def _join_words(words: list[WordOut]) -> str:
-    """Whisper words carry their own leading spaces (none for Chinese)."""
-    return "".join(w.word for w in words).strip()
+def snap_edges(
+    segments: list[SegmentOut], voice: list[SpeechRegion], snap_s: float
+) -> list[SegmentOut]:
+    """Move segment edges onto the voice they sit in; words are kept inside their segment.
+
+    Whisper starts an utterance's first word late and ends its last word early. A segment
+    that is the first of its voice region starts at the region's onset, and the last one
+    ends at the region's end, when that edge is at most ``snap_s`` away. Edges between two
+    segments of one region (Whisper's own split) stay where the words put them.
+    Segments of one stream in, sorted by time out.
+    """
+    ordered = sorted(segments, key=lambda s: (s.start, s.end))
+    for i, seg in enumerate(ordered):
+        if seg.inaudible:
+            continue
+        prev_end = ordered[i - 1].end if i else -1.0
+        next_start = ordered[i + 1].start if i + 1 < len(ordered) else float("inf")
+        region = _region_at(seg.start, voice, snap_s)
+        if (
+            region is not None
+            and prev_end <= region.start
+            and abs(seg.start - region.start) <= snap_s
+        ):
+            seg.start = region.start
+        region = _region_at(seg.end, voice, snap_s)
+        if region is not None and next_start >= region.end and abs(region.end - seg.end) <= snap_s:
+            seg.end = max(seg.start, region.end)
+        for word in seg.words:  # a word cannot start before the voice its segment starts on
+            word.start = min(max(word.start, seg.start), seg.end)
+            word.end = min(max(word.end, word.start), seg.end)
+    return ordered
+
+
+def _region_at(t: float, voice: list[SpeechRegion], slack: float) -> SpeechRegion | None:
+    """The voice region holding ``t``, or one ending/starting within ``slack`` of it."""
+    inside = [r for r in voice if r.start <= t <= r.end]
+    if inside:
+        return inside[0]
+    near = [r for r in voice if min(abs(r.start - t), abs(r.end - t)) <= slack]
+    return min(near, key=lambda r: min(abs(r.start - t), abs(r.end - t))) if near else None
+
+
+def refine_by_energy(
+    audio: np.ndarray, regions: list[SpeechRegion], options: TimingOptions
+) -> list[SpeechRegion]:
+    """Extend each VAD region outwards to where the speech energy really starts and ends.
+
+    Silero decides "speech" a few frames into a word (its onsets were 0.1–0.3 s late on
+    real telephone speech), while a word begins where its energy rises above the noise
+    floor. Each edge walks outwards over 10 ms frames whose level is more than
+    ``energy_margin_db`` above the stream's noise floor (10th percentile of frame levels),
+    at most ``energy_extend_s``, never into a neighbouring region.
+    """
+    frame = SAMPLE_RATE // 100
+    n = len(audio) // frame
+    if n == 0 or not regions:
+        return regions
+    frames = audio[: n * frame].reshape(n, frame).astype(np.float64)
+    level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+    loud = level > np.percentile(level, 10) + options.energy_margin_db
+    limit = int(options.energy_extend_s * 100)
+    out: list[SpeechRegion] = []
+    for i, region in enumerate(regions):
+        lo_bound = int(out[-1].end * 100) if out else 0
+        hi_bound = int(regions[i + 1].start * 100) if i + 1 < len(regions) else n
+        start, end = int(region.start * 100), min(int(region.end * 100), n)
+        floor_start = max(lo_bound, start - limit)
+        while start - 1 >= floor_start and loud[start - 1]:
+            start -= 1
+        ceil_end = min(hi_bound, end + limit)
+        while end < ceil_end and loud[end]:
+            end += 1
+        out.append(SpeechRegion(min(start / 100, region.start), max(end / 100, region.end)))
+    return out

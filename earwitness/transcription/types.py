@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 AGENT, CUSTOMER, UNKNOWN = "agent", "customer", "unknown"
+#: The text of a segment where a voice was heard but no word could be recognised.
+INAUDIBLE = "[inaudible]"
 
 
 @dataclass
@@ -28,6 +30,11 @@ class SegmentOut:
     language: str | None = None
     avg_logprob: float | None = None
     words: list[WordOut] = field(default_factory=list)
+
+    @property
+    def inaudible(self) -> bool:
+        """Voice was there, words were not: the span must be listened to."""
+        return self.text == INAUDIBLE and not self.words
 
 
 @dataclass(frozen=True)
