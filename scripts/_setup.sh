@@ -30,9 +30,6 @@ venv_install() {  # $1: pip extras, e.g. "[dev]" (or "" for none)
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
     echo "==> pip install -e $1"
     "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT$1"
-    # The mono diarizer reads only the speaker-encoder weights this package ships; its own
-    # dependencies (torch, librosa, webrtcvad) are not needed and would pull gigabytes.
-    "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps resemblyzer==0.1.4
     touch "$stamp"
   fi
 }

@@ -1,18 +1,28 @@
-"""Speaker embeddings from the weights the ``resemblyzer`` package ships — run in numpy.
+"""Speaker embeddings from resemblyzer's GE2E voice encoder — run in numpy.
 
-Resemblyzer's GE2E voice encoder (3-layer LSTM, 40 mel bands, 256-d output) is
-small enough to run without PyTorch: this module reads its ``pretrained.pt``
-(PyTorch's legacy pickle format) with a restricted unpickler and evaluates the
-network with numpy. The default mono diarization therefore needs neither torch
-nor any download: only the package's data file (``pip install --no-deps
-resemblyzer`` is enough; its own imports are not used).
+Resemblyzer's GE2E voice encoder (3-layer LSTM, 40 mel bands, 256-d output,
+Apache-2.0, Corentin Jemine / Resemble AI) is small enough to run without
+PyTorch. Its weights ship *inside this package* as
+``assets/ge2e_resemblyzer.npz`` (float16, 2.8 MB; the Apache notice sits
+beside it), so the default mono diarization needs no torch, no download and no
+third-party package: installing resemblyzer itself would pull torch through its
+dependencies. The archive's SHA-256 is pinned here and checked on load, so a
+damaged or swapped file fails loudly instead of producing plausible but wrong
+speaker labels.
+
+:func:`convert_legacy_weights` rebuilt the archive from resemblyzer 0.1.4's
+``pretrained.pt`` (PyTorch's legacy pickle format, read with a restricted
+unpickler: no code execution); it is kept so the conversion can be repeated:
+``python -m earwitness.transcription.voice_encoder PRETRAINED_PT OUT_NPZ``.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import hashlib
+import io
 import pickle
 import struct
+import sys
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +35,8 @@ from earwitness.errors import ServiceUnavailable
 RATE = 16000
 N_FFT, HOP, N_MELS = 400, 160, 40  # 25 ms windows, 10 ms hop, as the encoder was trained
 PARTIAL_FRAMES = 160  # 1.6 s per partial embedding
+WEIGHTS_PATH = Path(__file__).resolve().parent / "assets" / "ge2e_resemblyzer.npz"
+WEIGHTS_SHA256 = "90fedd4fc7cba8cff5663586906426ff030d0349c6ead377dd1c9290db3e5960"
 _DTYPES = {
     "FloatStorage": np.float32,
     "LongStorage": np.int64,
@@ -33,16 +45,32 @@ _DTYPES = {
 }
 
 
-def weights_path() -> Path:
-    spec = importlib.util.find_spec("resemblyzer")
-    if spec is None or not spec.submodule_search_locations:
+def load_weights(path: Path = WEIGHTS_PATH, sha256: str = WEIGHTS_SHA256) -> dict[str, np.ndarray]:
+    """The encoder's arrays as float32, after checking the archive against its pinned hash."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ServiceUnavailable(f"speaker encoder weights missing at {path}: {exc}") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
         raise ServiceUnavailable(
-            "speaker encoder weights missing: pip install --no-deps resemblyzer"
+            f"speaker encoder weights at {path} fail their checksum (sha256 {digest}, "
+            f"expected {sha256}): the file is damaged or not the shipped one; reinstall earwitness"
         )
-    path = Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
-    if not path.is_file():
-        raise ServiceUnavailable(f"speaker encoder weights missing at {path}")
-    return path
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        return {name: archive[name].astype(np.float32) for name in archive.files}
+
+
+def convert_legacy_weights(
+    pretrained_pt: Path, out_npz: Path, dtype: type[np.floating[Any]] = np.float16
+) -> str:
+    """Write resemblyzer's ``pretrained.pt`` as a compressed ``.npz``; return its SHA-256."""
+    weights = _read_legacy(pretrained_pt)
+    buffer = io.BytesIO()
+    arrays: dict[str, Any] = {k: v.astype(dtype) for k, v in sorted(weights.items())}
+    np.savez_compressed(buffer, **arrays)
+    out_npz.write_bytes(buffer.getvalue())
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
 class _LegacyUnpickler(pickle.Unpickler):
@@ -172,7 +200,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def load_encoder() -> VoiceEncoder:
-    return VoiceEncoder(_read_legacy(weights_path()))
+    return VoiceEncoder(load_weights())
 
 
 def normalise_volume(audio: np.ndarray, target_dbfs: float = -30.0) -> np.ndarray:
@@ -181,3 +209,7 @@ def normalise_volume(audio: np.ndarray, target_dbfs: float = -30.0) -> np.ndarra
     if rms < 1e-6:
         return audio
     return audio * (10 ** (target_dbfs / 20) / rms)
+
+
+if __name__ == "__main__":  # re-create the shipped archive from resemblyzer's pretrained.pt
+    print(convert_legacy_weights(Path(sys.argv[1]), Path(sys.argv[2])))
