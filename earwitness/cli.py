@@ -149,6 +149,7 @@ from earwitness.cases import cli as cases_cli  # noqa: E402
 from earwitness.evidence import cli as evidence_cli  # noqa: E402
 
 evidence_cli.register(app)
+app.add_typer(evidence_cli.keys_app, name="keys")
 from earwitness.search import cli as search_cli  # noqa: E402
 
 search_cli.register(app)

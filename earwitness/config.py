@@ -103,6 +103,20 @@ class Settings(BaseSettings):
     sla_rings: int = Field(default=3, ge=1, le=100)
     sla_cadence: str = "cn"
 
+    # Custody signing: the private key lives outside the database it protects.
+    custody_key_path: Path | None = Field(
+        default=None,
+        description="Ed25519 PEM signing the custody log; default <data_dir>/keys/"
+        "custody-ed25519.pem (created 0600 on first use)",
+    )
+    tsa_url: str | None = Field(
+        default=None, description="RFC 3161 timestamp authority; unset: no trusted timestamps"
+    )
+    tsa_ca_path: Path | None = Field(
+        default=None, description="PEM CA certificate(s) the TSA's tokens must chain to"
+    )
+    tsa_timeout_s: float = Field(default=30.0, gt=0)
+
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str | None) -> str | None:
@@ -138,6 +152,15 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def custody_key_file(self) -> Path:
+        return self.custody_key_path or self.custody_key_dir / "custody-ed25519.pem"
+
+    @property
+    def custody_key_dir(self) -> Path:
+        """Public keys, the signed chain head, the verify checkpoint and timestamp tokens."""
+        return self.data_dir / "keys"
 
     @property
     def max_upload_bytes(self) -> int:

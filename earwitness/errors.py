@@ -73,5 +73,11 @@ class Forbidden(AuthError):
     status, title, slug = 403, "Forbidden", "forbidden"
 
 
+class TamperedEvidence(Conflict):
+    """Stored bytes no longer match the hash recorded at intake; they are not handed out."""
+
+    title, slug = "Stored evidence no longer matches its intake hash", "evidence-tampered"
+
+
 class ServiceUnavailable(EarwitnessError):
     status, title, slug = 503, "Service unavailable", "service-unavailable"

@@ -15,12 +15,14 @@ from sqlalchemy import func, select
 
 from earwitness.config import Settings
 from earwitness.db import Database
+from earwitness.evidence import signing
 from earwitness.evidence.store import BlobStore
 from earwitness.jobs import enqueue
 from earwitness.jobs.registry import JobEnv
 from earwitness.jobs.worker import Worker
 from earwitness.migrations import upgrade
 from earwitness.models import ApiKey, User
+from earwitness.recordings.intake import register_existing_recordings
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +55,11 @@ class Runtime:
         db = Database(settings.resolved_database_url)
         db.ping()
         upgrade(db.engine)
+        signing.attach(db.engine, settings)  # every custody entry through this db is signed
         runtime = cls(settings, db, BlobStore(settings.blob_dir))
         runtime._bootstrap_key()
+        with db.session() as session:  # data dirs from before recordings were evidence
+            register_existing_recordings(session)
         if settings.ami_enabled:
             from earwitness.telephony.service import PbxService
 

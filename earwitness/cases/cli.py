@@ -258,20 +258,64 @@ def timeline(case_id: Annotated[int, typer.Argument()]) -> None:
 def bundle(
     case_id: Annotated[int, typer.Argument()],
     out: Annotated[Path, typer.Option(help="zip file to write (must not exist)")],
+    allow_tampered: Annotated[
+        bool,
+        typer.Option(
+            "--allow-tampered",
+            help="export even if verification fails (the zip then opens with TAMPERED.txt)",
+        ),
+    ] = False,
     actor: Annotated[str, ACTOR] = "cli",
 ) -> None:
-    """Export the case bundle (verify it with: unzip; sha256sum -c SHA256SUMS)."""
+    """Export the case bundle (verify it with: unzip; sha256sum -c SHA256SUMS).
+
+    Refused (exit 2, naming each failure, nothing written) when the case's evidence
+    fails verification, unless --allow-tampered.
+    """
+    import os
+    import tempfile
+
     from earwitness.cases.timeline import build_timeline
     from earwitness.evidence.bundle import write_bundle
 
     if out.exists():
         raise BadInput(f"{out} exists; evidence exports never overwrite")
-    with _session() as (session, policy, runtime):
-        lc.get_case(session, case_id)
-        data = build_timeline(session, policy, case_id)
-        with out.open("xb") as fh:
-            manifest = write_bundle(session, runtime.blobs, case_id, fh, actor=actor, timeline=data)
-    console.print(f"wrote {out}: {len(manifest['files'])} file(s), verified={manifest['verified']}")
+    # Written beside the target and linked into place only when complete: a refused or
+    # failed export leaves no file, and a concurrent writer of ``out`` is never clobbered.
+    if not out.parent.is_dir():
+        raise BadInput(f"{out.parent} is not a directory")
+    fd, partial = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as fh, _session() as (session, policy, runtime):
+            lc.get_case(session, case_id)
+            data = build_timeline(session, policy, case_id)
+            manifest = write_bundle(
+                session,
+                runtime.blobs,
+                case_id,
+                fh,
+                actor=actor,
+                timeline=data,
+                allow_tampered=allow_tampered,
+                settings=runtime.settings,
+            )
+        try:
+            os.link(partial, out)
+        except FileExistsError:
+            raise BadInput(f"{out} exists; evidence exports never overwrite") from None
+    finally:
+        Path(partial).unlink(missing_ok=True)
+    summary = (
+        f"wrote {out}: {len(manifest['files'])} file(s), "
+        f"{sum(1 for r in manifest['recordings'] if r['audio'])} recording(s), "
+        f"verified={manifest['verified']}"
+    )
+    if manifest["tampered"]:
+        console.print(f"[bold red]TAMPERED[/] {summary}", highlight=False)
+        for line in manifest["tampered"]:
+            console.print(f"  [red]{line}[/]", highlight=False)
+    else:
+        console.print(summary, highlight=False)
 
 
 def review_command(

@@ -1,8 +1,9 @@
-"""Command bodies for ``earwitness verify`` and ``earwitness track analyze``.
+"""Command bodies for ``earwitness verify``, ``earwitness evidence ...`` and ``track analyze``.
 
 ``track analyze`` works on a local file without a database (an investigator can run
 it on a laptop); ``verify`` opens the configured storage and exits 1 when anything
-changed, so it can run from cron or CI.
+changed, so it can run from cron or CI. ``evidence list`` shows a case's items with
+the note and source given at intake.
 """
 
 from __future__ import annotations
@@ -21,6 +22,74 @@ from earwitness.evidence.tracks.params import analysis_params, parse_options
 
 console = Console()
 track_app = typer.Typer(help="GPS track analysis.", no_args_is_help=True)
+evidence_app = typer.Typer(help="Evidence filed on cases.", no_args_is_help=True)
+
+
+@evidence_app.command("list")
+def evidence_list(
+    case_id: Annotated[int, typer.Argument()],
+    as_json: Annotated[bool, typer.Option("--json", help="print the items as JSON")] = False,
+) -> None:
+    """A case's evidence: id, kind, name, who filed it from where, and the intake note."""
+    from earwitness.config import load_settings
+    from earwitness.evidence.intake import case_evidence, note_of, recording_id_of
+    from earwitness.runtime import Runtime
+
+    runtime = Runtime.open(load_settings())
+    try:
+        with runtime.db.session() as session:
+            rows: list[dict[str, Any]] = [
+                {
+                    "id": e.id,
+                    "kind": e.kind,
+                    "original_name": e.original_name,
+                    "sha256": e.sha256,
+                    "size_bytes": e.size_bytes,
+                    "media_type": e.media_type,
+                    "received_at": e.received_at.isoformat(),
+                    "received_by": e.received_by,
+                    "source": e.source,
+                    "note": note_of(e),
+                    "recording_id": recording_id_of(e),
+                }
+                for e in case_evidence(session, case_id)
+            ]
+    finally:
+        runtime.close()
+    if as_json:
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+        return
+    if not rows:
+        console.print(f"case {case_id} has no evidence")
+    for r in rows:
+        console.print(
+            f"{r['id']:>5}  {r['kind']:<10} {r['original_name']}  "
+            f"by {r['received_by'] or '-'} from {r['source'] or '-'}  {r['sha256'][:12]}",
+            highlight=False,
+            markup=False,
+        )
+        if r["note"]:
+            console.print(f"       note: {r['note']}", highlight=False, markup=False)
+
+
+@evidence_app.command("register-recordings")
+def evidence_register_recordings() -> None:
+    """File stored recordings that predate recordings-as-evidence (idempotent, no hashing)."""
+    from earwitness.config import load_settings
+    from earwitness.recordings.intake import register_existing_recordings
+    from earwitness.runtime import Runtime
+
+    runtime = Runtime.open(load_settings())
+    try:
+        with runtime.db.session() as session:
+            filed = register_existing_recordings(session)
+    finally:
+        runtime.close()
+    console.print(
+        f"filed {len(filed)} recording(s) as evidence"
+        + (f": {', '.join(map(str, filed))}" if filed else " (all were already)"),
+        highlight=False,
+    )
 
 
 @track_app.command("analyze")
@@ -95,17 +164,28 @@ def track_analyze(
 def verify_command(
     evidence: Annotated[list[int] | None, typer.Option(help="evidence id (repeatable)")] = None,
     case: Annotated[int | None, typer.Option(help="only this case's evidence")] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="walk every custody entry, not from the checkpoint")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
-    """Re-hash every stored file and the custody chain; exit 1 naming what changed."""
+    """Re-hash every stored file, check the signed custody chain; exit 1 naming what changed."""
     from earwitness.config import load_settings
+    from earwitness.evidence.signing import CustodyKeys
     from earwitness.evidence.verify import verify
     from earwitness.runtime import Runtime
 
     runtime = Runtime.open(load_settings())
     try:
         with runtime.db.session() as session:
-            report = verify(session, runtime.blobs, evidence_ids=evidence, case_id=case)
+            report = verify(
+                session,
+                runtime.blobs,
+                evidence_ids=evidence,
+                case_id=case,
+                full=full,
+                keys=CustodyKeys(runtime.settings),
+            )
     finally:
         runtime.close()
     if as_json:
@@ -113,13 +193,64 @@ def verify_command(
     else:
         for line in report.lines():
             console.print(("[green]" if report.ok else "[bold red]") + line, highlight=False)
+        for note in report.notes:
+            console.print(f"[dim]note:[/] {note}", highlight=False)
     if not report.ok:
         # sys.exit, not typer.Exit: main() runs click with standalone_mode=False, which
         # turns typer.Exit into a discarded return value (exit status 0).
         sys.exit(1)
 
 
+keys_app = typer.Typer(help="Custody signing keys and trusted timestamps.", no_args_is_help=True)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Start signing with a new key; old public keys stay to verify what they signed."""
+    from earwitness.config import load_settings
+    from earwitness.evidence.signing import CustodyKeys
+
+    keys = CustodyKeys(load_settings())
+    old, new = keys.rotate()
+    console.print(f"custody signing key is now [bold]{new}[/] ({keys.public_dir / new}.pem)")
+    if old:
+        console.print(f"previous key {old}: public key kept for verification, private key gone")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """The public keys verify trusts, the current signing key marked."""
+    from earwitness.config import load_settings
+    from earwitness.evidence.signing import CustodyKeys
+
+    keys = CustodyKeys(load_settings())
+    current = keys.key_id
+    ring = keys.keyring()
+    for key_id in sorted(ring.keys):
+        console.print(f"{key_id}{'  (signing)' if key_id == current else ''}")
+    for bad in ring.bad_files:
+        console.print(f"[bold red]bad public key file[/] {bad}", highlight=False)
+
+
+@keys_app.command("timestamp")
+def keys_timestamp() -> None:
+    """Get an RFC 3161 token from the configured TSA over the signed chain head."""
+    from earwitness.config import load_settings
+    from earwitness.evidence.signing import CustodyKeys
+    from earwitness.evidence.timestamps import timestamp_head
+    from earwitness.runtime import Runtime
+
+    runtime = Runtime.open(load_settings())
+    try:
+        with runtime.db.session() as session:
+            result = timestamp_head(session, CustodyKeys(runtime.settings))
+    finally:
+        runtime.close()
+    console.print(f"{result.status}: {result.detail}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Attach ``verify`` and ``track`` to the main CLI (earwitness/cli.py stays thin)."""
+    """Attach ``verify``, ``evidence`` and ``track`` (earwitness/cli.py stays thin)."""
     app.command("verify")(verify_command)
+    app.add_typer(evidence_app, name="evidence")
     app.add_typer(track_app, name="track")

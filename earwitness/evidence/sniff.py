@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from urllib.parse import quote
 
 from earwitness.errors import BadInput, UnsafePath
 
@@ -96,13 +97,16 @@ def display_name(name: str | None) -> str:
     """The caller's file name as a harmless display string (path kept, controls removed).
 
     ``../../etc/passwd`` stays visible as given, since an investigator may need to see
-    what was uploaded, but nothing ever opens it. A name that is empty after cleaning,
-    or has a NUL byte (a classic truncation trick), is refused.
+    what was uploaded, but nothing ever opens it. The name is NFC-normalised (a
+    decomposed and a composed "é" are the same name) and bounded to the column's 255
+    characters. A name that is empty after cleaning, or has a NUL byte (a classic
+    truncation trick), is refused.
     """
     if name is None or not name.strip():
         return "unnamed"
     if "\x00" in name:
         raise BadInput("file name contains a NUL byte")
+    name = unicodedata.normalize("NFC", name)
     cleaned = "".join(
         ch if unicodedata.category(ch)[0] != "C" else "\N{REPLACEMENT CHARACTER}" for ch in name
     ).strip()
@@ -111,15 +115,85 @@ def display_name(name: str | None) -> str:
     return cleaned[:255]
 
 
-_SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+#: ASCII a member name may keep; everything else ASCII (``/ \ : * ? " < > |``, quotes,
+#: ``$``, ``&``, ``;``, spaces, controls) becomes ``_``.
+_ASCII_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+=,@()[]~")
+#: Unicode categories kept beyond ASCII: letters, marks, numbers, punctuation, symbols.
+_UNICODE_OK = frozenset("LMNPS")
+MEMBER_NAME_BYTES = 150
+
+
+def _member_char_ok(ch: str) -> bool:
+    """True for a character that is safe in a file name on every platform we export to.
+
+    Non-ASCII characters are also judged by their NFKC form: "／" (fullwidth solidus)
+    or "：" fold to "/" and ":" in tools that apply compatibility mapping (Windows
+    "best fit" code pages), so they are refused like the ASCII they fold to.
+    """
+    if ch.isascii():
+        return ch in _ASCII_OK
+    if unicodedata.category(ch)[0] not in _UNICODE_OK:
+        return False  # controls, format (bidi overrides, zero-width), separators, unassigned
+    return all(
+        (c in _ASCII_OK) if c.isascii() else unicodedata.category(c)[0] in _UNICODE_OK
+        for c in unicodedata.normalize("NFKC", ch)
+    )
+
+
+def _bound_utf8(name: str, limit: int) -> str:
+    """Cut ``name`` to ``limit`` UTF-8 bytes at a character boundary, keeping a short suffix."""
+    if len(name.encode()) <= limit:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    suffix = f".{ext}" if dot and stem and len(ext.encode()) <= 16 else ""
+    head = stem if suffix else name
+    budget = limit - len(suffix.encode())
+    out: list[str] = []
+    used = 0
+    for ch in head:
+        size = len(ch.encode())
+        if used + size > budget:
+            break
+        out.append(ch)
+        used += size
+    # never end on a lone combining mark cut from its base character
+    while out and unicodedata.combining(out[-1]):
+        out.pop()
+    return "".join(out) + suffix
 
 
 def safe_member_name(name: str, fallback: str = "file") -> str:
-    """A single path component built from ``name`` that can never leave its directory."""
+    """A single path component built from ``name`` that can never leave its directory.
+
+    Unicode survives ("证据.txt" stays "证据.txt", NFC-normalised); the directory part
+    of a path is dropped, and separators, controls and shell- or Windows-hostile
+    characters become ``_``. The result is bounded to 150 UTF-8 bytes (extension
+    kept), never starts with a dot, and is never ``.`` or ``..``, even after NFKC.
+    """
+    name = unicodedata.normalize("NFC", name.replace("\x00", "_"))
     base = re.split(r"[\\/]", name)[-1]
-    base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode("ascii")
-    base = _SAFE_CHARS.sub("_", base).strip("._")[:100]
-    return base or fallback
+    base = "".join(ch if _member_char_ok(ch) else "_" for ch in base)
+    base = re.sub(r"_{2,}", "_", base)
+    base = _bound_utf8(base, MEMBER_NAME_BYTES).strip("._-")
+    if not unicodedata.normalize("NFKC", base).strip("._-"):
+        return fallback
+    if unicodedata.normalize("NFKC", base[0]) in (".", "-"):
+        base = "_" + base
+    return base
+
+
+def attachment(name: str) -> str:
+    """A Content-Disposition value for ``name``; Unicode travels as RFC 5987 ``filename*``.
+
+    HTTP headers are Latin-1, so a name like "证据.txt" goes as ``filename*=utf-8''…``
+    (what browsers use) behind a plain ASCII fallback.
+    """
+    safe = safe_member_name(name)
+    if safe.isascii():
+        return f'attachment; filename="{safe}"'
+    _, dot, ext = safe.rpartition(".")
+    fallback = "download" + (f".{ext}" if dot and ext.isascii() else "")
+    return f"attachment; filename=\"{fallback}\"; filename*=utf-8''{quote(safe, safe='')}"
 
 
 def check_relative_path(path: str) -> str:

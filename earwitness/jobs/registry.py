@@ -60,6 +60,7 @@ BUILTIN_MODULES: list[str] = [
     "earwitness.transcription.jobs",
     "earwitness.qa.jobs",
     "earwitness.search.jobs",
+    "earwitness.evidence.timestamps",
 ]
 
 

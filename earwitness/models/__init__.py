@@ -2,7 +2,7 @@
 
 from earwitness.models.base import Base, utcnow
 from earwitness.models.cases import Case, CaseAction, case_calls
-from earwitness.models.evidence import CustodyEntry, Evidence
+from earwitness.models.evidence import CustodyEntry, CustodyTimestamp, Evidence
 from earwitness.models.jobs import Job
 from earwitness.models.qa import QaOverride, QaResult
 from earwitness.models.recordings import Recording
@@ -23,6 +23,7 @@ __all__ = [
     "Case",
     "CaseAction",
     "CustodyEntry",
+    "CustodyTimestamp",
     "Evidence",
     "Job",
     "QaOverride",

@@ -1,11 +1,11 @@
-"""Evidence items (content-addressed, never modified) and their hash-chained custody log."""
+"""Evidence items (content-addressed, never modified), their signed custody log, timestamps."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from earwitness.models.base import Base, utcnow
@@ -41,6 +41,9 @@ class CustodyEntry(Base):
 
     The chain is global (ordered by id across all evidence): removing any entry but the
     newest breaks it. ``prev_hash`` is unique so two writers can never fork the chain.
+    ``signature`` (Ed25519 over the very bytes ``entry_hash`` hashes, by the key named
+    ``key_id``) is what an insider with database access cannot recompute; both are
+    NULL on rows written before signing existed.
     """
 
     __tablename__ = "custody_entries"
@@ -54,4 +57,24 @@ class CustodyEntry(Base):
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    signature: Mapped[str | None] = mapped_column(String(128))  # hex of 64 bytes
+    key_id: Mapped[str | None] = mapped_column(String(16))
     evidence: Mapped[Evidence] = relationship(back_populates="custody")
+
+
+class CustodyTimestamp(Base):
+    """An RFC 3161 token from a trusted timestamping authority over one chain head.
+
+    No foreign key to ``custody_entries`` on purpose: the token is proof *about* the
+    chain and must outlive whatever happens to its rows (verify compares the two). The
+    same token is also written as a file in the key directory, so deleting the row is
+    noticed too.
+    """
+
+    __tablename__ = "custody_timestamps"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entry_id: Mapped[int] = mapped_column(index=True)
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    tsa_url: Mapped[str] = mapped_column(Text)
+    token: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

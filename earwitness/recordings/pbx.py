@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import func, select
-
 from earwitness.errors import BadInput, EarwitnessError, NotFound
 from earwitness.jobs.registry import JobContext, job_handler
 from earwitness.models import Recording
@@ -23,10 +21,6 @@ from earwitness.recordings.intake import ingest_file
 FileState = Literal["missing", "empty", "writing", "ready"]
 #: A file modified this recently may still be written by MixMonitor.
 SETTLE_S = 1.5
-_COPIED = (
-    "sha256", "size_bytes", "format", "codec", "channels", "sample_rate", "duration_s",
-    "header_repaired", "dual_mono", "error",
-)  # fmt: skip
 
 
 class RecordingNotReady(EarwitnessError):
@@ -86,7 +80,6 @@ def ingest_pbx_recording(ctx: JobContext, payload: dict[str, Any]) -> dict[str, 
         with ctx.env.db.session() as session:
             row = session.get(Recording, rid)
             assert row is not None
-            newest_before = session.scalar(select(func.max(Recording.id))) or 0
             stored = ingest_file(
                 session,
                 ctx.env.blobs,
@@ -95,14 +88,11 @@ def ingest_pbx_recording(ctx: JobContext, payload: dict[str, Any]) -> dict[str, 
                 case_id=row.case_id,
                 expected_channels=int(payload.get("expected_channels") or 2),
                 source_path=str(path),
+                into=row,  # fills our row, so its evidence row points at this recording id
+                actor="pbx",
+                origin="pbx",
             )
-            if stored.id > newest_before:  # ingest made its own row: fold it into ours
-                for name in _COPIED:
-                    setattr(row, name, getattr(stored, name))
-                row.original_name = row.original_name or path.name
-                row.state = "ingested"
-                session.delete(stored)
-            elif stored.id != row.id:  # the very same bytes were ingested before
+            if stored.id != row.id:  # the very same bytes were ingested before
                 row.state, row.sha256 = "duplicate", stored.sha256
                 row.error = f"same audio as recording {stored.id}"
             sha = row.sha256

@@ -20,6 +20,7 @@ from earwitness.cases.policy import Policy, deadline_states, policy_for
 from earwitness.cases.review import to_csv, to_html, week_start, weekly_review
 from earwitness.cases.timeline import build_timeline
 from earwitness.evidence.bundle import write_bundle
+from earwitness.evidence.sniff import attachment, safe_member_name
 from earwitness.evidence.store import CHUNK
 from earwitness.models import Call, Case, case_calls, utcnow
 from earwitness.runtime import Runtime
@@ -299,24 +300,49 @@ def timeline(
 
 @router.get("/api/cases/{case_id}/bundle")
 def bundle(
-    case_id: int, runtime: RuntimeDep, session: SessionDep, who: Reader
+    case_id: int,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    who: Reader,
+    allow_tampered: Annotated[
+        bool,
+        Query(
+            description="export even if verification fails (the zip then opens with TAMPERED.txt)"
+        ),
+    ] = False,
 ) -> StreamingResponse:
-    """Zip of files, transcripts, track analyses, timeline, custody log, manifest, SHA256SUMS."""
+    """Zip of files, recordings, transcripts, track analyses, timeline, custody log, manifest,
+    SHA256SUMS. A case whose evidence fails verification is refused (409, naming each
+    failure) unless ``allow_tampered=true``."""
     case = lc.get_case(session, case_id)
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)  # noqa: SIM115
-    timeline_data = build_timeline(session, _policy(runtime), case_id)
-    write_bundle(session, runtime.blobs, case_id, spool, actor=who.username, timeline=timeline_data)
-    session.commit()  # the export entries are on record before the bytes leave
+    try:
+        timeline_data = build_timeline(session, _policy(runtime), case_id)
+        write_bundle(
+            session,
+            runtime.blobs,
+            case_id,
+            spool,
+            actor=who.username,
+            timeline=timeline_data,
+            allow_tampered=allow_tampered,
+            settings=runtime.settings,
+        )
+        session.commit()  # the export entries are on record before the bytes leave
+    except BaseException:
+        spool.close()
+        raise
     spool.seek(0)
 
     def chunks() -> Iterator[bytes]:
         with spool:
             yield from iter(lambda: spool.read(CHUNK), b"")
 
+    name = f"{safe_member_name(case.number, fallback=f'case-{case_id}')}-bundle.zip"
     return StreamingResponse(
         chunks(),
         media_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="{case.number}-bundle.zip"'},
+        headers={"Content-Disposition": attachment(name)},
     )
 
 

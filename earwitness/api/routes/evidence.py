@@ -18,11 +18,14 @@ from earwitness.evidence.intake import (
     case_evidence,
     get_evidence,
     intake,
+    note_of,
     open_for_view,
+    recording_id_of,
     supersede,
     superseded_by,
 )
-from earwitness.evidence.sniff import safe_member_name
+from earwitness.evidence.signing import CustodyKeys
+from earwitness.evidence.sniff import attachment
 from earwitness.evidence.store import CHUNK
 from earwitness.evidence.verify import verify
 from earwitness.models import CustodyEntry, Evidence
@@ -49,11 +52,15 @@ class EvidenceOut(BaseModel):
     supersedes_id: int | None
     supersede_reason: str | None
     superseded_by: int | None = None
+    note: str = ""  # given at intake; also in the intake custody entry and bundle manifest
+    recording_id: int | None = None  # for a call recording filed at audio intake
 
 
 def _out(session: Any, evidence: Evidence) -> EvidenceOut:
     out = EvidenceOut.model_validate(evidence)
     out.superseded_by = superseded_by(session, evidence.id)
+    out.note = note_of(evidence)
+    out.recording_id = recording_id_of(evidence)
     return out
 
 
@@ -94,7 +101,11 @@ def read_evidence(evidence_id: int, session: SessionDep, _: PrincipalDep) -> Evi
 def evidence_content(
     evidence_id: int, runtime: RuntimeDep, session: SessionDep, principal: Reader
 ) -> StreamingResponse:
-    """The stored bytes; every read is a ``view`` entry in the custody log."""
+    """The stored bytes, checked against the intake hash; every read is a ``view`` entry.
+
+    A file that no longer matches its intake hash is refused (409 problem+json,
+    ``evidence-tampered``) and none of its bytes are sent.
+    """
     evidence, stream = open_for_view(
         session, runtime.blobs, evidence_id, principal.username, "downloaded through the API"
     )
@@ -104,12 +115,11 @@ def evidence_content(
         with src:
             yield from iter(lambda: src.read(CHUNK), b"")
 
-    filename = safe_member_name(evidence.original_name)
     return StreamingResponse(
         chunks(stream),
         media_type=evidence.media_type,
         headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Content-Disposition": attachment(evidence.original_name),
             "X-Content-SHA256": evidence.sha256,
         },
     )
@@ -144,13 +154,17 @@ def supersede_evidence(
 def verify_one(
     evidence_id: int, runtime: RuntimeDep, session: SessionDep, _: PrincipalDep
 ) -> dict[str, Any]:
-    """Re-hash the file, its row and the whole custody chain; names what changed."""
-    return verify(session, runtime.blobs, evidence_ids=[evidence_id]).as_dict()
+    """Re-hash the file, its row and the signed custody chain; names what changed."""
+    keys = CustodyKeys(runtime.settings)
+    return verify(session, runtime.blobs, evidence_ids=[evidence_id], keys=keys).as_dict()
 
 
 @router.post("/api/evidence/verify")
-def verify_all(runtime: RuntimeDep, session: SessionDep, _: PrincipalDep) -> dict[str, Any]:
-    return verify(session, runtime.blobs).as_dict()
+def verify_all(
+    runtime: RuntimeDep, session: SessionDep, _: PrincipalDep, full: bool = False
+) -> dict[str, Any]:
+    """Everything; ``full=true`` walks every custody entry instead of from the checkpoint."""
+    return verify(session, runtime.blobs, full=full, keys=CustodyKeys(runtime.settings)).as_dict()
 
 
 @router.get("/api/evidence/{evidence_id}/custody")

@@ -1,8 +1,14 @@
-"""Recordings: upload (→ transcription job), list, detail, seekable audio, transcript exports."""
+"""Recordings: upload (→ transcription job), list, detail, seekable audio, transcript exports.
+
+Audio is evidence: it is served only after its bytes were re-hashed against the hash
+recorded at intake, from a private checked copy, so an edited file is refused and
+never streamed.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from typing import Annotated
 
@@ -10,24 +16,21 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
+from starlette.background import BackgroundTask
 
 from earwitness.api.deps import PrincipalDep, RuntimeDep, SessionDep
-from earwitness.errors import BadInput, NotFound
+from earwitness.errors import BadInput, NotFound, TamperedEvidence
+from earwitness.evidence.intake import (
+    intake_hash,
+    recording_evidence,
+    verified_temp_file,
+)
 from earwitness.models import Recording
-from earwitness.recordings.intake import ingest_upload
+from earwitness.recordings.intake import MEDIA_TYPES, ingest_upload
 from earwitness.transcription.exports import FORMATS, render
 from earwitness.transcription.pipeline import latest_transcript, segments_of
 
 router = APIRouter(prefix="/api/recordings", tags=["recordings"])
-
-MEDIA_TYPES = {
-    "wav": "audio/wav",
-    "mp3": "audio/mpeg",
-    "ogg": "audio/ogg",
-    "flac": "audio/flac",
-    "m4a": "audio/mp4",
-    "amr": "audio/amr",
-}
 
 
 class RecordingOut(BaseModel):
@@ -58,14 +61,16 @@ class UploadOut(BaseModel):
 @router.post("", response_model=UploadOut, status_code=201)
 def upload_recording(
     runtime: RuntimeDep,
-    _: PrincipalDep,
+    principal: PrincipalDep,
     file: Annotated[UploadFile, File(description="audio: WAV, MP3, OGG/Opus, FLAC, M4A, ...")],
     call_id: Annotated[int | None, Form()] = None,
     case_id: Annotated[int | None, Form()] = None,
     language: Annotated[str | None, Form(max_length=5)] = None,
     transcribe: Annotated[bool, Form()] = True,
+    note: Annotated[str, Form(max_length=2000)] = "",
 ) -> UploadOut:
-    """Store an upload (nothing is stored if it is unusable) and queue its transcription."""
+    """Store an upload (nothing is stored if it is unusable), file it as evidence and queue
+    its transcription."""
     with runtime.db.session() as session:
         recording = ingest_upload(
             session,
@@ -75,6 +80,8 @@ def upload_recording(
             call_id=call_id,
             case_id=case_id,
             max_bytes=runtime.settings.max_upload_bytes,
+            actor=principal.username,
+            note=note,
         )
         session.flush()
         out = RecordingOut.model_validate(recording)
@@ -120,15 +127,35 @@ def read_recording(recording_id: int, session: SessionDep, _: PrincipalDep) -> R
 def recording_audio(
     recording_id: int, session: SessionDep, runtime: RuntimeDep, _: PrincipalDep
 ) -> FileResponse:
-    """The stored bytes; HTTP Range requests are answered with 206 so players can seek."""
+    """The stored bytes; HTTP Range requests are answered with 206 so players can seek.
+
+    Every request re-hashes the audio against the hash recorded at intake (the
+    recording's evidence row, else the hash it was stored under) and serves a private
+    copy made by that same read; a mismatch is a 409 ``evidence-tampered`` problem.
+    """
     recording = _recording(session, recording_id)
     if not recording.sha256 or recording.state != "ingested":
         raise NotFound(f"recording {recording_id} has no audio (state {recording.state})")
-    path = runtime.blobs.path(recording.sha256)
-    if not path.is_file():
-        raise NotFound(f"audio of recording {recording_id} is missing from the blob store")
+    label = f"audio of recording {recording_id}"
+    expected = recording.sha256
+    evidence = recording_evidence(session, recording.id)
+    if evidence is not None:
+        expected = intake_hash(session, evidence)
+        label += f" (evidence {evidence.id})"
+        if recording.sha256 != expected:
+            raise TamperedEvidence(
+                f"{label}: the recording row names sha256 {recording.sha256[:12]}… but its "
+                f"intake hash is {expected[:12]}…; the row was changed after intake"
+            )
+    copy = verified_temp_file(runtime.blobs, expected, label)
     media = MEDIA_TYPES.get(recording.format or "", "application/octet-stream")
-    return FileResponse(path, media_type=media, filename=recording.original_name or None)
+    return FileResponse(
+        copy,
+        media_type=media,
+        filename=recording.original_name or None,
+        headers={"ETag": f'"{expected}"'},  # content-addressed: stable across copies
+        background=BackgroundTask(os.unlink, copy),
+    )
 
 
 @router.get("/{recording_id}/transcript")
