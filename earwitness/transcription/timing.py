@@ -5,12 +5,15 @@ own VAD (``vad_filter=True``) concatenates the speech, decodes 30 s windows and 
 times back; on real calls it returned nothing for a 12-second utterance, or one segment
 placed seconds away from the voice, while the same region decoded alone came back in
 full (measured, ``benchmarks/bench_speech.py``). So a stream is cut at silero VAD
-boundaries into *chunks* of at most ``max_chunk_s`` (WhisperX's cut & merge), each chunk
-is decoded on its own, and every word is placed by chunk offset + its own timestamp.
+boundaries, neighbouring speech regions are joined (silence removed) into *chunks* of at
+most ``max_chunk_s`` of speech (WhisperX's cut & merge: the model still hears several
+utterances together, which measurably helps Mandarin), each chunk is decoded on its own,
+and every word is mapped back from its place in the chunk to the region it was said in.
 
 Two VAD passes with different purposes:
 
-- *decode regions* (padded 200 ms, split at 500 ms pauses): what the recogniser hears;
+- *decode regions* (faster-whisper's own VAD defaults: split at 2 s pauses, padded 400 ms;
+  a tighter cut, 500 ms / 200 ms, made Mandarin CER worse): what the recogniser hears;
 - *voice regions* (tight, 30 ms padding): the evidence that someone spoke. Every voice
   region of at least ``min_voiced_s`` must end up covered by words or by an explicit
   ``[inaudible]`` segment (:func:`uncovered_regions`), never by silence.
@@ -30,6 +33,8 @@ from faster_whisper.vad import VadOptions, get_speech_timestamps
 from earwitness.transcription.types import SegmentOut, SpeechRegion, WordOut
 
 SAMPLE_RATE = 16000
+#: the shortest a placed word may be (a word clamped onto a region edge would be 0 s long)
+MIN_WORD_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -42,12 +47,10 @@ class TimingOptions:
     voice_min_speech_ms: int = 120
     voice_pad_ms: int = 30
     #: decode VAD: what the recogniser is given
-    decode_min_silence_ms: int = 500
-    decode_pad_ms: int = 200
-    #: a chunk never exceeds Whisper's 30 s window
+    decode_min_silence_ms: int = 2000
+    decode_pad_ms: int = 400
+    #: a chunk never holds more speech than Whisper's 30 s window
     max_chunk_s: float = 30.0
-    #: regions closer than this are decoded together (shared context, fewer encoder passes)
-    merge_gap_s: float = 1.0
     #: a voice region at least this long with no word on it becomes ``[inaudible]``
     min_voiced_s: float = 0.5
     #: words farther apart than this, with no voice between them, start a new segment
@@ -64,11 +67,42 @@ class TimingOptions:
 
 @dataclass(frozen=True)
 class Chunk:
-    """One stretch decoded on its own; ``regions`` are the decode regions inside it."""
+    """Speech regions decoded together: their audio is joined with the silences cut out."""
 
-    start: float
-    end: float
     regions: tuple[SpeechRegion, ...]
+
+    @property
+    def start(self) -> float:
+        return self.regions[0].start
+
+    @property
+    def end(self) -> float:
+        return self.regions[-1].end
+
+    @property
+    def speech_s(self) -> float:
+        return sum(r.end - r.start for r in self.regions)
+
+    def audio(self, stream: np.ndarray) -> np.ndarray:
+        """The chunk's samples: its regions back to back."""
+        return np.concatenate(
+            [stream[int(r.start * SAMPLE_RATE) : int(r.end * SAMPLE_RATE)] for r in self.regions]
+        )
+
+    def piece_at(self, t: float) -> int:
+        """Index of the region holding chunk time ``t`` (seconds into the joined audio)."""
+        offset = 0.0
+        for i, region in enumerate(self.regions):
+            offset += region.end - region.start
+            if t < offset:
+                return i
+        return len(self.regions) - 1
+
+    def to_stream(self, t: float, piece: int) -> float:
+        """Chunk time → stream time, clamped into region ``piece``."""
+        before = sum(r.end - r.start for r in self.regions[:piece])
+        region = self.regions[piece]
+        return min(max(region.start + (t - before), region.start), region.end)
 
 
 def speech_regions(
@@ -105,21 +139,18 @@ def speech_regions(
 
 
 def plan_chunks(regions: list[SpeechRegion], options: TimingOptions) -> list[Chunk]:
-    """Merge neighbouring decode regions into chunks of at most ``max_chunk_s``.
-
-    Only regions separated by less than ``merge_gap_s`` are merged: a long silence
-    inside a window is where Whisper loses or misplaces the speech after it.
-    """
-    chunks: list[Chunk] = []
+    """Join consecutive decode regions into chunks of at most ``max_chunk_s`` of speech."""
+    chunks: list[list[SpeechRegion]] = []
+    total = 0.0
     for region in sorted(regions, key=lambda r: r.start):
-        if chunks:
-            last = chunks[-1]
-            gap = region.start - last.end
-            if gap < options.merge_gap_s and region.end - last.start <= options.max_chunk_s:
-                chunks[-1] = Chunk(last.start, max(last.end, region.end), (*last.regions, region))
-                continue
-        chunks.append(Chunk(region.start, region.end, (region,)))
-    return chunks
+        length = region.end - region.start
+        if chunks and total + length <= options.max_chunk_s:
+            chunks[-1].append(region)
+            total += length
+        else:
+            chunks.append([region])
+            total = length
+    return [Chunk(tuple(c)) for c in chunks]
 
 
 def speech_overlap(start: float, end: float, regions: list[SpeechRegion]) -> float:
@@ -145,13 +176,19 @@ def uncovered_regions(
 
 
 def place_words(words: list[WordOut], chunk: Chunk) -> list[WordOut]:
-    """Clamp words into their chunk and keep them in order (times never run backwards)."""
+    """Map words from chunk time to stream time, in order (times never run backwards).
+
+    A word belongs to the region holding its midpoint and is clamped into it, so no
+    word spans the silence that was cut out between two regions.
+    """
     placed: list[WordOut] = []
     for w in words:
-        start = min(max(w.start, chunk.start), chunk.end)
-        end = min(max(w.end, start), chunk.end)
+        piece = chunk.piece_at((w.start + w.end) / 2)
+        start, end = chunk.to_stream(w.start, piece), chunk.to_stream(w.end, piece)
         if placed and start < placed[-1].end:
-            start = min(placed[-1].end, end)
+            start = placed[-1].end
+        # a word squeezed onto a region's edge keeps a minimal length (never 0 s long)
+        end = max(end, start + MIN_WORD_S)
         placed.append(WordOut(start, end, w.word, w.probability))
     return placed
 
@@ -215,16 +252,20 @@ def snap_edges(
         region = _region_at(seg.start, voice, snap_s)
         if (
             region is not None
-            and prev_end <= region.start
+            and prev_end <= region.start < seg.end - MIN_WORD_S
             and abs(seg.start - region.start) <= snap_s
         ):
             seg.start = region.start
         region = _region_at(seg.end, voice, snap_s)
-        if region is not None and next_start >= region.end and abs(region.end - seg.end) <= snap_s:
-            seg.end = max(seg.start, region.end)
+        if (
+            region is not None
+            and next_start >= region.end > seg.start + MIN_WORD_S
+            and abs(region.end - seg.end) <= snap_s
+        ):
+            seg.end = region.end
         for word in seg.words:  # a word cannot start before the voice its segment starts on
-            word.start = min(max(word.start, seg.start), seg.end)
-            word.end = min(max(word.end, word.start), seg.end)
+            word.start = min(max(word.start, seg.start), seg.end - MIN_WORD_S)
+            word.end = min(max(word.end, word.start + MIN_WORD_S), seg.end)
     return ordered
 
 
