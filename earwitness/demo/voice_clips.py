@@ -55,7 +55,8 @@ def speak(spoken: str, voice: str, speed: float) -> FloatArray:
     from earwitness.demo import kokoro_zh
 
     speech = kokoro_zh.synthesize(spoken, voice, speed)
-    return np.round(np.clip(speech, -1.0, 1.0) * 32767).astype(np.float32) / 32768
+    rounded: FloatArray = (np.round(np.clip(speech, -1.0, 1.0) * 32767) / 32768).astype(np.float32)
+    return rounded
 
 
 def save_clip(spoken: str, voice: str, speed: float, speech: FloatArray) -> Path:
