@@ -312,12 +312,10 @@ def detach(engine: Engine) -> None:
 
 
 def keys_for(session: Session) -> CustodyKeys | None:
-    """The keys of the session's database: attached ones, else the process's own settings.
+    """The keys attached to the session's database (``Runtime.open`` attaches them).
 
-    The fallback lets the CLI and the server sign without extra wiring: when the
-    configured database (``load_settings()``) is the one this session talks to, its
-    data dir holds the key. Any other database gets no keys (its entries stay unsigned
-    and ``verify`` says signatures were not checked).
+    A database nobody attached keys to gets none: its entries stay unsigned and
+    ``verify`` says signatures were not checked.
     """
     explicit = session.info.get("custody_keys")
     if isinstance(explicit, CustodyKeys):
@@ -325,19 +323,7 @@ def keys_for(session: Session) -> CustodyKeys | None:
     engine = session.get_bind()
     if not isinstance(engine, Engine):
         engine = engine.engine
-    if engine in _BY_ENGINE:
-        return _BY_ENGINE[engine]
-    from earwitness.config import load_settings
-
-    keys: CustodyKeys | None = None
-    try:
-        settings = load_settings()
-        if settings.resolved_database_url == engine.url.render_as_string(hide_password=False):
-            keys = CustodyKeys(settings)
-    except ConfigError:
-        keys = None
-    _BY_ENGINE[engine] = keys
-    return keys
+    return _BY_ENGINE.get(engine)
 
 
 def require_keys(session: Session) -> CustodyKeys:
