@@ -86,7 +86,10 @@ class Chunk:
     def audio(self, stream: np.ndarray) -> np.ndarray:
         """The chunk's samples: its regions back to back."""
         return np.concatenate(
-            [stream[int(r.start * SAMPLE_RATE) : int(r.end * SAMPLE_RATE)] for r in self.regions]
+            [
+                stream[round(r.start * SAMPLE_RATE) : round(r.end * SAMPLE_RATE)]
+                for r in self.regions
+            ]
         )
 
     def piece_at(self, t: float) -> int:
