@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from earwitness.config import Settings
+
 RATE = 8000
 CHANNEL = {"customer": 0, "agent": 1}
 VOICES = {
@@ -132,6 +134,15 @@ def build_call(
 def model_cache_dir() -> Path:
     """Where tests keep the joined multilingual model (joined once per machine, not per test)."""
     return Path.home() / ".cache" / "earwitness"
+
+
+def asr_settings(data_dir: Path) -> Settings:
+    """Settings for a test that transcribes: its own data dir, the machine's joined model."""
+    from earwitness.config import load_settings
+    from earwitness.transcription.models import joined_base_dir
+
+    base = joined_base_dir(model_cache_dir())
+    return load_settings(data_dir=data_dir, whisper_model_multilingual=str(base))
 
 
 def match_truth(truth: list[Truth], segments: list, role: str) -> list[tuple[Truth, object]]:  # type: ignore[type-arg]

@@ -15,14 +15,12 @@ import unicodedata
 import pytest
 from rapidfuzz.distance import Levenshtein
 
-from earwitness.config import load_settings
 from earwitness.demo import voice_clips
 from earwitness.demo.script import DEMO_CALLS, ZH_COMPLAINT
 from earwitness.demo.synth import mandarin_voice_inputs, synthesize_call
 from earwitness.transcription.engine import SpeechEngine
-from earwitness.transcription.models import joined_base_dir
 from earwitness.transcription.pipeline import CallTranscript, transcribe_audio
-from tests.speech_synth import model_cache_dir
+from tests.speech_synth import asr_settings
 
 pytestmark = pytest.mark.slow
 
@@ -45,10 +43,7 @@ def _fold(text: str) -> str:
 @pytest.fixture(scope="module")
 def heard(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, CallTranscript]:
     call = synthesize_call(SHORT, tmp_path_factory.mktemp("zh-call"))
-    settings = load_settings(
-        data_dir=tmp_path_factory.mktemp("data"),
-        whisper_model_multilingual=str(joined_base_dir(model_cache_dir())),
-    )
+    settings = asr_settings(tmp_path_factory.mktemp("data"))
     return call, transcribe_audio(call.path, SpeechEngine(settings))
 
 

@@ -24,7 +24,6 @@ from earwitness.transcription.models import (
     BUNDLED_SHA256,
     ModelIntegrityError,
     ModelSpec,
-    joined_base_dir,
     model_files,
     multilingual_model,
 )
@@ -38,7 +37,7 @@ from earwitness.transcription.timing import (
     uncovered_regions,
 )
 from earwitness.transcription.types import INAUDIBLE, SegmentOut, SpeechRegion, WordOut
-from tests.speech_synth import model_cache_dir
+from tests.speech_synth import asr_settings
 
 SPEECH = Path(__file__).parent / "data" / "speech"
 ONSET_TOLERANCE_S = 0.5
@@ -46,10 +45,7 @@ ONSET_TOLERANCE_S = 0.5
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    base = joined_base_dir(model_cache_dir())
-    return load_settings(
-        data_dir=tmp_path_factory.mktemp("fidelity"), whisper_model_multilingual=str(base)
-    )
+    return asr_settings(tmp_path_factory.mktemp("fidelity"))
 
 
 @pytest.fixture(scope="module")

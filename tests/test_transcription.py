@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 from sqlalchemy import func, select
 
-from earwitness.config import Settings, load_settings
+from earwitness.config import Settings
 from earwitness.models import Segment, Transcript
 from earwitness.recordings import ingest_file
 from earwitness.runtime import Runtime
@@ -29,6 +29,7 @@ from tests.speech_synth import (
     EN_DIALOGUE,
     ZH_DIALOGUE,
     Call,
+    asr_settings,
     build_call,
     match_truth,
     model_cache_dir,
@@ -40,10 +41,7 @@ TIMING_TOLERANCE_S = 0.3
 
 @pytest.fixture(scope="module")
 def model_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    base = joined_base_dir(model_cache_dir())
-    return load_settings(
-        data_dir=tmp_path_factory.mktemp("asr"), whisper_model_multilingual=str(base)
-    )
+    return asr_settings(tmp_path_factory.mktemp("asr"))
 
 
 @pytest.fixture(scope="module")
