@@ -145,7 +145,7 @@ EN_ANGRY = CallScript(
         Turn(
             "agent",
             "Sir, I understand, and I apologise. Dispatch sent the driver in the wrong "
-            "direction. I have marked your case as urgent, class A.",
+            "direction. I have escalated your case: it is urgent, class A.",
             "en",
             interrupts_s=0.8,
         ),
