@@ -14,7 +14,7 @@ from rich.console import Console
 
 from earwitness.config import Settings, load_settings
 from earwitness.db import redact_url
-from earwitness.errors import EarwitnessError
+from earwitness.errors import ConfigError, EarwitnessError
 from earwitness.logs import configure_logging
 from earwitness.runtime import Runtime
 
@@ -49,27 +49,69 @@ def serve(
     overrides: dict[str, object] = {}
     if demo is not None:
         overrides["demo"] = demo
+    if host is not None:
+        overrides["host"] = host  # the bound host is also a trusted Host header
+    if port is not None:
+        overrides["port"] = port
     settings = load_settings(**overrides) if overrides else _settings()
     configure_logging()
     runtime = Runtime.open(settings)
     try:
+        _refuse_open_bind_without_password(runtime)
         runtime.start_worker()
         _maybe_load_demo(runtime)
         runtime.start_services()
-        bind_host, bind_port = host or settings.host, port or settings.port
         console.print(
-            f"[bold green]earwitness[/] on [link]http://{bind_host}:{bind_port}[/link]  "
+            f"[bold green]earwitness[/] on [link]http://{settings.host}:{settings.port}[/link]  "
             f"(database {redact_url(runtime.db.url)}, worker {settings.worker_mode})"
         )
+        _print_first_login_url(runtime)
         uvicorn.run(
             create_app(runtime=runtime),
-            host=bind_host,
-            port=bind_port,
+            host=settings.host,
+            port=settings.port,
             log_config=None,
             access_log=False,  # our own request log line carries the request id
         )
     finally:
         runtime.close()
+
+
+def _refuse_open_bind_without_password(runtime: Runtime) -> None:
+    """Beyond loopback, a login link on the console is not enough: a password must exist."""
+    from earwitness.accounts.bootstrap import any_password_user, is_loopback
+
+    host = runtime.settings.host
+    if is_loopback(host):
+        return
+    with runtime.db.session() as session:
+        if any_password_user(session):
+            return
+    raise ConfigError(
+        f"refusing to listen on {host}: no user has a password yet; start on 127.0.0.1 "
+        "and follow the login link, or run `earwitness users set-password admin "
+        "--password-stdin` first"
+    )
+
+
+def _print_first_login_url(runtime: Runtime) -> None:
+    """Jupyter's convention: while no user has a password, a one-time login URL."""
+    from earwitness.accounts.bootstrap import first_start_login_token
+    from earwitness.accounts.cli import login_url
+
+    settings = runtime.settings
+    with runtime.db.session() as session:
+        issued = first_start_login_token(session, settings.login_token_minutes)
+    if issued is None:
+        return
+    username, token = issued
+    minutes = int(settings.login_token_minutes)
+    console.print(
+        f"\n  No user has a password yet. Log in as [bold]{username}[/] (single use, "
+        f"valid {minutes} min) at:\n\n    {login_url(settings.host, settings.port, token)}\n",
+        soft_wrap=True,
+        highlight=False,
+    )
 
 
 def _maybe_load_demo(runtime: Runtime) -> None:
@@ -149,6 +191,9 @@ from earwitness.cases import cli as cases_cli  # noqa: E402
 from earwitness.evidence import cli as evidence_cli  # noqa: E402
 
 evidence_cli.register(app)
+from earwitness.accounts import cli as accounts_cli  # noqa: E402
+
+accounts_cli.register(app, evidence_cli.keys_app)
 app.add_typer(evidence_cli.keys_app, name="keys")
 from earwitness.search import cli as search_cli  # noqa: E402
 

@@ -86,10 +86,22 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_upload_mb: float = Field(default=200.0, gt=0)
-    require_auth: bool = False
     bootstrap_api_key: SecretStr | None = Field(
-        default=None, description="created as an admin key on start if no key exists"
+        default=None, description="on an empty user table: the key of a new admin (automation)"
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header values served (DNS-rebinding defence); default: localhost "
+        "names plus the bound host",
+    )
+    session_hours: float = Field(default=12.0, gt=0, description="browser session lifetime")
+    login_token_minutes: float = Field(
+        default=60.0, gt=0, description="lifetime of a one-time login link"
+    )
+    login_attempts: int = Field(
+        default=5, ge=1, description="failed logins per username or address per window"
+    )
+    login_window_s: float = Field(default=300.0, gt=0)
 
     demo: Literal["auto", "always", "never"] = Field(
         default="auto", description="auto: load demo data when the database has no calls"
@@ -161,6 +173,21 @@ class Settings(BaseSettings):
     def custody_key_dir(self) -> Path:
         """Public keys, the signed chain head, the verify checkpoint and timestamp tokens."""
         return self.data_dir / "keys"
+
+    @property
+    def trusted_hosts(self) -> list[str]:
+        """Configured hosts, else localhost names plus the bound host (and this machine's
+        names when bound to every interface)."""
+        if self.allowed_hosts:
+            return list(self.allowed_hosts)
+        hosts = ["localhost", "127.0.0.1", "::1", "[::1]"]
+        if self.host in ("0.0.0.0", "::", ""):
+            import socket
+
+            hosts += [socket.gethostname(), socket.getfqdn()]
+        elif self.host not in hosts:
+            hosts.append(self.host)
+        return list(dict.fromkeys(hosts))
 
     @property
     def max_upload_bytes(self) -> int:

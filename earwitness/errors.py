@@ -14,7 +14,8 @@ pydantic or socket errors underneath.
     ├── NotFound               no such object (404)
     ├── Conflict               state forbids the request (409)
     ├── AuthError              missing/invalid credentials (401)
-    │   └── Forbidden          valid credentials, wrong role (403)
+    │   └── Forbidden          wrong role, missing CSRF token, expired/forged session (403)
+    ├── TooManyRequests        login attempts over the limit (429)
     └── ServiceUnavailable     a dependency (PBX, model, broker) is down (503)
 """
 
@@ -71,6 +72,10 @@ class AuthError(EarwitnessError):
 
 class Forbidden(AuthError):
     status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class TooManyRequests(EarwitnessError):
+    status, title, slug = 429, "Too many requests", "too-many-requests"
 
 
 class TamperedEvidence(Conflict):

@@ -6,12 +6,9 @@ key, worker, tracker) happens the same way whichever front door is used.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-from sqlalchemy import func, select
 
 from earwitness.config import Settings
 from earwitness.db import Database
@@ -21,7 +18,6 @@ from earwitness.jobs import enqueue
 from earwitness.jobs.registry import JobEnv
 from earwitness.jobs.worker import Worker
 from earwitness.migrations import upgrade
-from earwitness.models import ApiKey, User
 from earwitness.recordings.intake import register_existing_recordings
 
 log = logging.getLogger(__name__)
@@ -35,10 +31,6 @@ class Service(Protocol):
     def stop(self) -> None: ...
 
     def health(self) -> dict[str, Any]: ...
-
-
-def hash_api_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 @dataclass
@@ -67,25 +59,14 @@ class Runtime:
         return runtime
 
     def _bootstrap_key(self) -> None:
+        """``EARWITNESS_BOOTSTRAP_API_KEY`` on an empty user table: an admin holding it."""
+        from earwitness.accounts.bootstrap import bootstrap_key_admin
+
         secret = self.settings.bootstrap_api_key
         if secret is None:
             return
-        key_hash = hash_api_key(secret.get_secret_value())
         with self.db.session() as session:
-            if session.scalar(select(func.count()).select_from(ApiKey)):
-                return
-            admin = session.scalar(select(User).where(User.username == "admin"))
-            if admin is None:
-                admin = User(username="admin", display_name="Administrator", role="admin")
-                session.add(admin)
-            session.add(
-                ApiKey(
-                    user=admin,
-                    name="bootstrap",
-                    prefix=secret.get_secret_value()[:6],
-                    key_hash=key_hash,
-                )
-            )
+            bootstrap_key_admin(session, secret.get_secret_value())
 
     def start_worker(self) -> None:
         if self.settings.worker_mode != "inline" or self.settings.worker_threads == 0:

@@ -8,15 +8,15 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from earwitness.api import create_app
 from earwitness.config import Settings, load_settings
 from earwitness.runtime import Runtime
+from tests.accounts_helpers import anonymous_client, api_client
 
 
 @pytest.fixture
 def client(runtime: Runtime) -> Iterator[TestClient]:
     runtime.start_worker()
-    with TestClient(create_app(runtime=runtime)) as c:
+    with api_client(runtime) as c:
         yield c
 
 
@@ -68,7 +68,7 @@ def test_oversized_upload_is_refused_with_413(tmp_path) -> None:  # type: ignore
     settings = load_settings(data_dir=tmp_path / "d", max_upload_mb=0.001, demo="never")
     rt = Runtime.open(settings)
     try:
-        with TestClient(create_app(runtime=rt)) as c:
+        with api_client(rt) as c:
             declared = c.post("/api/health", content=b"x" * 5000)
             assert declared.status_code == 413
             assert declared.headers["content-type"] == "application/problem+json"
@@ -76,18 +76,28 @@ def test_oversized_upload_is_refused_with_413(tmp_path) -> None:  # type: ignore
         rt.close()
 
 
-def test_auth_required_refuses_anonymous_and_accepts_bootstrap_key(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_auth_is_always_on_and_the_bootstrap_key_makes_an_admin(tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings: Settings = load_settings(
-        data_dir=tmp_path / "d", require_auth=True, bootstrap_api_key="s3cret-key-1", demo="never"
+        data_dir=tmp_path / "d", bootstrap_api_key="s3cret-key-1", demo="never"
     )
     rt = Runtime.open(settings)
     try:
-        with TestClient(create_app(runtime=rt)) as c:
+        with anonymous_client(rt) as c:
             anon = c.get("/api/jobs")
             assert anon.status_code == 401 and anon.json()["status"] == 401
             wrong = c.get("/api/jobs", headers={"X-API-Key": "guess"})
             assert wrong.status_code == 401
             ok = c.get("/api/jobs", headers={"Authorization": "Bearer s3cret-key-1"})
             assert ok.status_code == 200
+            me = c.get("/api/me", headers={"X-API-Key": "s3cret-key-1"}).json()
+            assert me["username"] == "admin" and me["role"] == "admin"
+    finally:
+        rt.close()
+    # A second start with users present adds nothing, the key keeps working.
+    rt = Runtime.open(settings)
+    try:
+        with anonymous_client(rt) as c:
+            users = c.get("/api/users", headers={"X-API-Key": "s3cret-key-1"}).json()
+            assert [u["username"] for u in users] == ["admin"]
     finally:
         rt.close()

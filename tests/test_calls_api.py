@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from earwitness.api import create_app
 from earwitness.runtime import Runtime
 from earwitness.telephony.persist import SlaDefaults, save_imported
 from earwitness.telephony.queue_log import parse_queue_log
 from earwitness.telephony.sla import summarise
+from tests.accounts_helpers import api_client
 
 SAMPLE = Path(__file__).parent / "data" / "queue_log" / "sample.queue_log"
 
@@ -27,7 +27,7 @@ def api(runtime: Runtime) -> Iterator[TestClient]:
     with runtime.db.session() as session:
         save_imported(session, parse_queue_log(SAMPLE.read_bytes().splitlines()).calls,
                       SlaDefaults())  # fmt: skip
-    with TestClient(create_app(runtime=runtime)) as client:
+    with api_client(runtime) as client:
         yield client
 
 

@@ -14,7 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from earwitness.api import create_app
 from earwitness.cases import lifecycle as lc
 from earwitness.cases.deadlines import list_deadlines
 from earwitness.cases.facts import Line, extract, suggested_urgency
@@ -37,6 +36,7 @@ from earwitness.models import (
 )
 from earwitness.runtime import Runtime
 from tests import track_synth as synth
+from tests.accounts_helpers import api_client
 
 POLICY = Policy()
 T0 = datetime(2026, 11, 16, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shenzhen
@@ -298,7 +298,7 @@ def test_weekly_review_html_and_csv(runtime: Runtime) -> None:
 
 @pytest.fixture
 def client(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime=runtime)) as c:
+    with api_client(runtime) as c:
         yield c
 
 

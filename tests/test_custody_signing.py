@@ -22,10 +22,8 @@ from typing import Any, cast
 import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from earwitness.api import create_app
 from earwitness.config import load_settings
 from earwitness.db import Database
 from earwitness.errors import NotFound
@@ -36,6 +34,7 @@ from earwitness.evidence.verify import VerifyReport, verify
 from earwitness.migrations import upgrade
 from earwitness.models import Case, CustodyEntry, Evidence, utcnow
 from earwitness.runtime import Runtime
+from tests.accounts_helpers import api_client
 
 
 @pytest.fixture
@@ -374,7 +373,7 @@ def test_cli_verify_unknown_case_fails_and_full_flag(tmp_path: Path) -> None:
 
 def test_api_entries_carry_request_id_and_verify_full(rt: Runtime) -> None:
     case_id = _case(rt)
-    with TestClient(create_app(runtime=rt)) as client:
+    with api_client(rt) as client:
         resp = client.post(
             f"/api/cases/{case_id}/evidence",
             files={"file": ("a.txt", b"statement\n", "text/plain")},

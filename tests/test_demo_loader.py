@@ -6,16 +6,15 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from earwitness.api import create_app
 from earwitness.config import load_settings
 from earwitness.demo.loader import demo_wanted, load_demo
 from earwitness.demo.script import DEMO_CALLS
 from earwitness.models import Job, Transcript
 from earwitness.runtime import Runtime
 from earwitness.telephony.rings import Cadence, ring_count
+from tests.accounts_helpers import api_client
 
 
 @pytest.fixture
@@ -34,7 +33,7 @@ def test_demo_builds_calls_recordings_case_and_runs_transcription(demo_runtime: 
     assert not demo_wanted(demo_runtime)
     assert load_demo(demo_runtime) == "demo data already loaded"
     demo_runtime.start_worker()
-    with TestClient(create_app(runtime=demo_runtime)) as api:
+    with api_client(demo_runtime) as api:
         calls = api.get("/api/calls").json()["items"]
         assert len(calls) == len(DEMO_CALLS)
         waits = {s.caller_number: s.ring_wait_s for s in DEMO_CALLS}

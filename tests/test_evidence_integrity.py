@@ -22,7 +22,6 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from earwitness.api import create_app
 from earwitness.config import load_settings
 from earwitness.errors import NotFound, TamperedEvidence
 from earwitness.evidence.bundle import write_bundle
@@ -42,6 +41,7 @@ from earwitness.recordings.intake import (
     register_existing_recordings,
 )
 from earwitness.runtime import Runtime
+from tests.accounts_helpers import api_client
 from tests.test_cli_errors import run_cli
 
 GPX = b"""<?xml version="1.0"?><gpx version="1.1" creator="t"><trk><trkseg>
@@ -117,7 +117,7 @@ def _sha256sum_check(zip_bytes: bytes, where: Path) -> subprocess.CompletedProce
 
 @pytest.fixture
 def client(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime=runtime)) as c:
+    with api_client(runtime) as c:
         yield c
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,11 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from earwitness.api import create_app
 from earwitness.config import load_settings
 from earwitness.models import Queue
 from earwitness.runtime import Runtime
 from earwitness.telephony.rings import Cadence, ring_count
+from tests.accounts_helpers import api_client
 from tests.pbx.asterisk import Asterisk
 from tests.tcp_proxy import TcpProxy
 
@@ -81,13 +82,22 @@ def live(asterisk: Asterisk, tmp_path: Path) -> Iterator[Live]:
     runtime.start_worker()
     runtime.start_services()
     try:
-        with TestClient(create_app(runtime=runtime)) as api:
+        with api_client(runtime) as api:
             result = Live(runtime, api, asterisk, proxy)
             wait_until(lambda: api.get("/api/health").json()["ami"]["ok"], 30, "AMI login")
             yield result
     finally:
         runtime.close()
         proxy.close()
+
+
+def bridged_agent(ami: Any) -> Any:
+    """The AgentConnect of the next answer, once the agent's leg is in the bridge: a
+    transfer sent between AgentConnect and BridgeEnter is refused (seen: Response Error)."""
+    connect = ami.wait_event(lambda m: m.event == "AgentConnect", timeout=20)
+    agent = connect["DestChannel"]
+    ami.wait_event(lambda m: m.event == "BridgeEnter" and m.get("Channel") == agent, timeout=5)
+    return connect
 
 
 def originate(live: Live, **kw: Any) -> None:
@@ -161,8 +171,7 @@ def test_direct_call_and_blind_transfer_stay_single_calls(live: Live) -> None:
                                        agent_delay=4, agent_talk=2)  # fmt: skip
         wait_until(lambda: live.finished(), 30, "the direct call")
         live.pbx.originate_queue_call(ami, callerid="13900000400", agent_delay=2, agent_talk=20)
-        connect = ami.wait_event(lambda m: m.event == "AgentConnect", timeout=20)
-        assert connect is not None
+        connect = bridged_agent(ami)
         result = ami.blind_transfer(connect["DestChannel"], "agent3")
         assert result.get("Response") == "Success", result
     finally:
@@ -306,3 +315,103 @@ def test_restart_and_link_drop_lose_nothing_and_count_nothing_twice(live: Live) 
         assert len(by_caller.get(caller, [])) == 1, (caller, by_caller.get(caller))
         assert by_caller[caller][0]["outcome"] == "answered", by_caller[caller]
     assert len(calls) == 4
+
+
+# -- calls that move (issue 20) ---------------------------------------------------------
+
+
+def _movement(live: Live, call_id: int) -> dict[str, Any]:
+    from earwitness.models import Call
+    from earwitness.telephony.queries import call_movement
+
+    with live.runtime.db.session() as s:
+        row = s.get(Call, call_id)
+        assert row is not None
+        return call_movement(row)
+
+
+@pytest.mark.asterisk(agents=2, member_timeout=5, retry=1, overflow_members=("agent3",))
+def test_overflow_call_is_owned_by_the_answering_queue(live: Live) -> None:
+    # complaints' agents never answer; after its 8 s Queue() timeout the dialplan moves
+    # the caller to the overflow queue, whose agent3 answers after 2 s.
+    originate(live, exten="overflow", callerid="13900000800", agent_delay=60, agent_talk=2,
+              queue_timeout=8, extra_vars={"__AGENT_DELAY_agent3": 2})  # fmt: skip
+    (call,) = wait_until(lambda: live.finished(), 40, "the overflow call")
+    assert len(live.calls(caller="13900000800")) == 1
+    assert call["outcome"] == "answered" and call["agent"] == "agent3"
+    assert call["queue"] == "overflow"
+    assert call["wait_s"] == pytest.approx(8 + 2, abs=0.7)  # from the first join
+    visits = _movement(live, call["id"])["queues"]
+    assert [(v["queue"], v["result"]) for v in visits] == [
+        ("complaints", "timeout"), ("overflow", "answered"),
+    ]  # fmt: skip
+    assert visits[0]["wait_s"] == pytest.approx(8, abs=0.5)
+    assert visits[1]["wait_s"] == pytest.approx(2, abs=0.5)
+    groups = live.api.get("/api/sla", params={"group_by": "queue"}).json()["groups"]
+    assert {g["key"]: g["offered"] for g in groups} == {"overflow": 1}
+
+
+@pytest.mark.asterisk(agents=3, member_timeout=30)
+def test_blind_and_attended_transfers_are_recorded_on_one_call(live: Live) -> None:
+    ami = live.pbx.ami()
+    try:
+        # Blind: agent1 answers after 2 s, AMI BlindTransfer to agent3@transfer (3 s to answer).
+        target = {"__AGENT_DELAY_agent3": 3, "__AGENT_TALK_agent3": 2}
+        live.pbx.originate_queue_call(
+            ami, callerid="13900000901", agent_delay=2, agent_talk=30, extra_vars=target
+        )
+        connect = bridged_agent(ami)
+        assert ami.blind_transfer(connect["DestChannel"], "agent3").get("Response") == "Success"
+        wait_until(lambda: live.finished(), 40, "the blind-transferred call")
+        # Attended: Atxfer to 83 (= agent3) as DTMF; agent3 takes the consultation after 2 s;
+        # the transferer hangs up, which completes the transfer.
+        target = {"__AGENT_DELAY_agent3": 2, "__AGENT_TALK_agent3": 2}
+        live.pbx.originate_queue_call(
+            ami, callerid="13900000902", agent_delay=2, agent_talk=30, queue_opts="t",
+            extra_vars=target,
+        )  # fmt: skip
+        connect = bridged_agent(ami)
+        assert ami.attended_transfer(connect["DestChannel"], "83").get("Response") == "Success"
+        ami.wait_event(lambda m: m.event == "DialEnd" and m.get("DialStatus") == "ANSWER"
+                       and "agent3" in (m.get("DestChannel") or ""), timeout=20)  # fmt: skip
+        ami.hangup(connect["DestChannel"])
+    finally:
+        ami.close()
+    calls = wait_until(lambda: live.finished(2), 40, "the attended-transferred call")
+    for number, kind in (("13900000901", "blind"), ("13900000902", "attended")):
+        (call,) = [c for c in calls if c["caller"] == number]  # one customer call each
+        assert call["outcome"] == "answered" and call["agent"] == "agent1", call
+        (transfer,) = _movement(live, call["id"])["transfers"]
+        assert transfer["kind"] == kind and transfer["result"] == "Success"
+        assert transfer["transferer"] == "Local/agent1@agents"
+        assert transfer["answered"] and transfer["answered_by"] == "Local/agent3@agents"
+        assert call["transferred_to"] == transfer["target"]
+        answered = datetime.fromisoformat(call["answered_at"])
+        assert transfer["at"] > answered  # transfer time set, after agent1 answered
+    assert len(live.calls()) == 2
+
+
+@pytest.mark.asterisk(agents=2, member_timeout=30)
+def test_paused_member_is_never_rung_and_shows_paused_on_live(live: Live) -> None:
+    ami = live.pbx.ami()
+    try:
+        paused = ami.pause("Local/agent1@agents/n", "training")
+        assert paused.get("Response") == "Success", paused
+    finally:
+        ami.close()
+
+    def agent1() -> dict[str, Any] | None:
+        members = live.api.get("/api/live").json()["members"]
+        return next((m for m in members if m["agent"] == "agent1" and m["state"] == "paused"), None)
+
+    shown = wait_until(agent1, 20, "agent1 paused on /api/live")
+    assert shown["reason"] == "training"
+    originate(live, callerid="13900001000", agent_delay=2, agent_talk=1)
+    (call,) = wait_until(lambda: live.finished(), 30, "the call past the paused member")
+    assert call["agent"] == "agent2" and call["wait_s"] == pytest.approx(2, abs=0.5)
+    detail = live.api.get(f"/api/calls/{call['id']}").json()
+    assert [a["agent"] for a in detail["attempts"]] == ["agent2"]  # agent1 never rang
+    board = {m["agent"]: m for m in live.api.get("/api/live").json()["members"]}
+    assert board["agent1"]["state"] == "paused" and board["agent1"]["reason"] == "training"
+    assert board["agent1"]["today_s"].get("paused", 0) > 0
+    assert board["agent2"]["state"] in ("available", "in_call")

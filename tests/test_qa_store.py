@@ -9,14 +9,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from earwitness.api import create_app
 from earwitness.config import load_settings
 from earwitness.models import Agent, Call, Job, QaResult, Recording, Segment, Transcript
 from earwitness.qa.audit import Line
 from earwitness.runtime import Runtime
+from tests.accounts_helpers import api_client
 from tests.qa_calls import EN_BROKEN, EN_MODEL, ZH_MODEL
 from tests.test_cli_errors import run_cli
 
@@ -89,7 +88,7 @@ def test_audit_job_stores_one_result_per_recording(audited: tuple[Runtime, dict[
 
 def test_api_scorecard_override_and_agents(audited: tuple[Runtime, dict[str, int]]) -> None:
     runtime, recs = audited
-    with TestClient(create_app(runtime=runtime)) as api:
+    with api_client(runtime, "qa", username="qa-lin") as api:
         card = api.get(f"/api/qa/calls/{recs['lucy_cut']}").json()
         assert card["failed"] == ["no_interruptions"] and card["agent"] == "Lucy"
         cut = next(f for f in card["findings"] if f["rule_id"] == "no_interruptions")
@@ -107,7 +106,7 @@ def test_api_scorecard_override_and_agents(audited: tuple[Runtime, dict[str, int
         body = res.json()
         assert body["score"] == 100.0 and body["machine_score"] < 100.0
         over = next(f for f in body["findings"] if f["rule_id"] == "no_interruptions")["override"]
-        assert over["by"] == "anonymous" and over["machine_status"] == "failed"
+        assert over["by"] == "qa-lin" and over["machine_status"] == "failed"
         assert over["reason"].startswith("customer paused") and over["at"]
 
         bad = api.put(f"/api/qa/calls/{recs['lucy_cut']}/overrides/nonsense",

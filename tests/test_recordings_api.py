@@ -10,11 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from earwitness.api import create_app
 from earwitness.config import load_settings
 from earwitness.models import Recording
 from earwitness.runtime import Runtime
 from earwitness.transcription.models import joined_base_dir
+from tests.accounts_helpers import api_client
 from tests.speech_synth import EN_DIALOGUE, Call, build_call, model_cache_dir
 
 
@@ -45,7 +45,7 @@ def small_runtime(tmp_path: Path, db_url: str) -> Iterator[Runtime]:
 
 @pytest.fixture
 def client(small_runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime=small_runtime)) as c:
+    with api_client(small_runtime) as c:
         yield c
 
 

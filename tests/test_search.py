@@ -13,9 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 
-from earwitness.api import create_app
 from earwitness.errors import BadInput, NotFound
 from earwitness.models import (
     Agent,
@@ -40,6 +38,7 @@ from earwitness.search import (
 from earwitness.transcription.pipeline import CallTranscript, store_transcript
 from earwitness.transcription.roles import RoleDecision
 from earwitness.transcription.types import SegmentOut
+from tests.accounts_helpers import api_client
 
 DAY = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -219,7 +218,7 @@ def test_filters_sorting_paging_grouping(runtime: Runtime, corpus: Corpus) -> No
 
 
 def test_bad_queries_never_500(runtime: Runtime, corpus: Corpus) -> None:
-    with TestClient(create_app(runtime=runtime)) as api:
+    with api_client(runtime) as api:
         ok = api.get("/api/search", params={"q": "退款", "role": "agent"})
         assert ok.status_code == 200, ok.text
         body = ok.json()

@@ -12,7 +12,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from earwitness.api import create_app
 from earwitness.errors import BadInput
 from earwitness.evidence.intake import IntakeRequest
 from earwitness.evidence.track_store import file_track, reanalyze
@@ -21,6 +20,7 @@ from earwitness.evidence.verify import verify
 from earwitness.models import Case, CustodyEntry, Evidence, Track, TrackPoint
 from earwitness.runtime import Runtime
 from tests import track_synth as synth
+from tests.accounts_helpers import api_client
 from tests.test_tracks import BOMB
 
 
@@ -109,7 +109,7 @@ def test_broken_track_stores_nothing(runtime: Runtime) -> None:
 
 @pytest.fixture
 def client(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime=runtime)) as c:
+    with api_client(runtime) as c:
         yield c
 
 

@@ -8,6 +8,7 @@ tracker's event-time wait must agree with.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,80 @@ def test_every_captured_scenario_has_parameters() -> None:
     captured = {p.stem for p in Path(DATA).glob("*.raw")}
     assert {"queue_answered", "queue_rona", "concurrent_20", "restart_kill"} <= captured
     assert captured <= set(SCENARIOS)
+
+
+# -- calls that move (issue 20) ---------------------------------------------------------
+
+
+def test_overflow_is_one_call_owned_by_the_answering_queue() -> None:
+    result, call = only_call("queue_overflow")
+    params = SCENARIOS["queue_overflow"]["params"]
+    record = call.record()
+    expected = params["queue_timeout"] + params["overflow_delay"]
+    assert record.outcome is CallOutcome.ANSWERED
+    assert record.wait_s == pytest.approx(expected, abs=0.2)  # from the first join
+    assert record.queue == "overflow" and record.queues == ("complaints", "overflow")
+    assert record.agent == "Local/agent25@agents"
+    first, second = call.visits
+    assert (first.queue, first.result) == ("complaints", "timeout")
+    assert first.wait_s() == pytest.approx(params["queue_timeout"], abs=0.2)
+    assert (second.queue, second.result) == ("overflow", "answered")
+    assert second.wait_s() == pytest.approx(params["overflow_delay"], abs=0.2)
+    # Asterisk's HoldTime counts the answering queue only; ours is the caller's whole wait.
+    assert result.hold_times[call.linkedid] == pytest.approx(params["overflow_delay"], abs=1)
+
+
+def test_overflow_sla_counts_under_the_owner_only() -> None:
+    from earwitness.telephony.sla import summarise
+
+    _, call = only_call("queue_overflow")
+    groups = {g.key: g for g in summarise([call.record()], group_by="queue")}
+    assert set(groups) == {"overflow"} and groups["overflow"].offered == 1
+
+
+def test_blind_transfer_records_who_whom_when_and_the_answer() -> None:
+    _, call = only_call("blind_transfer")
+    (transfer,) = call.transfers
+    assert transfer.kind == "blind" and transfer.result == "Success"
+    assert transfer.transferer == "Local/agent1@agents" and transfer.target == "agent3@transfer"
+    assert call.answered_at is not None and transfer.at - call.answered_at > timedelta(seconds=2)
+    assert transfer.answered_by == "Local/agent3@agents"
+    assert transfer.answered_at is not None
+    delay = 3  # __AGENT_DELAY_agent3 of the capture
+    assert (transfer.answered_at - transfer.at).total_seconds() == pytest.approx(delay, abs=0.2)
+    assert call.transferred_to == "agent3@transfer"
+
+
+def test_attended_transfer_keeps_one_call_and_the_consultation_answer() -> None:
+    _, call = only_call("attended_transfer")
+    params = SCENARIOS["attended_transfer"]["params"]
+    assert call.agent == "Local/agent1@agents" and call.outcome is CallOutcome.ANSWERED
+    (transfer,) = call.transfers
+    assert transfer.kind == "attended" and transfer.result == "Success"
+    assert transfer.transferer == "Local/agent1@agents"
+    assert transfer.answered_by == "Local/agent3@agents"
+    assert transfer.answered_at is not None and transfer.answered_at < transfer.at
+    consult_ring = [n for n in call.notes if n.name == "AttendedTransfer"]
+    assert consult_ring and call.transferred_to == transfer.target
+    assert params["response"] == "Success"
+
+
+def test_paused_member_is_never_rung_and_the_board_says_why() -> None:
+    from earwitness.telephony.agents import AgentBoard
+
+    result, call = only_call("paused_member")
+    assert [a.agent for a in call.attempts] == ["Local/agent2@agents"]
+    board = AgentBoard()
+    seen = []
+    for msg in result.messages:
+        if msg.kind == "event" and msg.get("Timestamp") is not None:
+            at = datetime.fromtimestamp(float(msg["Timestamp"]), UTC)
+            seen += board.handle(msg, at)
+    paused = [s for s in seen if s.agent == "Local/agent1@agents" and s.state == "paused"]
+    assert paused and paused[0].reason == "training"
+    agent30 = [s.state for s in seen if s.agent == "Local/agent30@agents"]
+    assert agent30[0] != "logged_out" and agent30[-1] == "logged_out"  # added, then removed
+    final = {s.agent: s for s in board.states()}
+    # Unpaused at the end: back to its device state (whatever the capture left it in).
+    assert final["Local/agent1@agents"].state != "paused"
+    assert final["Local/agent1@agents"].reason is None

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import APIRoute
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from earwitness.api.auth import authorize
 from earwitness.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from earwitness.api.problems import install_problem_handlers
 from earwitness.api.routes import (
+    accounts,
     calls,
     cases,
     evidence,
@@ -18,10 +22,26 @@ from earwitness.api.routes import (
     qa,
     recordings,
     search,
+    session,
     tracks,
 )
 from earwitness.config import Settings, load_settings
 from earwitness.runtime import Runtime
+
+
+def route_table(routers: Iterable[APIRouter]) -> dict[tuple[object, str], str]:
+    """(endpoint, method) → declared full path of every route, for the permission gate.
+
+    Built here, where the routers are included (without extra prefixes), so the gate
+    does not depend on how a FastAPI version represents included routers internally.
+    """
+    table: dict[tuple[object, str], str] = {}
+    for router in routers:
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                for method in route.methods or ():
+                    table[(route.endpoint, method)] = route.path  # prefix included
+    return table
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -47,14 +67,23 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         version="0.1.0",
         summary="Complaint call evidence: ring-count SLA, recordings, transcripts, cases.",
         lifespan=lifespan,
+        # The permission matrix decides for every route before its view runs.
+        dependencies=[Depends(authorize)],
     )
     if runtime is not None:
         app.state.runtime = runtime
     install_problem_handlers(app)
-    for router in (health.router, jobs.router, calls.router, recordings.router):
+    routers = (
+        *(health.router, jobs.router, calls.router, recordings.router, cases.router),
+        *(evidence.router, tracks.router, qa.router, search.router),
+        *(accounts.router, session.router),
+    )
+    for router in routers:
         app.include_router(router)
-    for router in (cases.router, evidence.router, tracks.router, qa.router, search.router):
-        app.include_router(router)
+    app.state.route_paths = route_table(routers)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    # A page on another site that resolves its own name to 127.0.0.1 (DNS rebinding)
+    # sends its own Host header: refused before anything else runs.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from earwitness.errors import EarwitnessError
+from earwitness.errors import EarwitnessError, TooManyRequests
 from earwitness.logs import request_id_var
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,29 @@ def problem(status: int, title: str, detail: str, slug: str, **extra: Any) -> JS
     )
 
 
+def _browser_page(request: Request) -> bool:
+    """A browser asking for a page (not the API, not the login form itself)."""
+    path = request.url.path
+    return (
+        request.method == "GET"
+        and not path.startswith("/api/")
+        and path != "/login"
+        and "text/html" in request.headers.get("accept", "")
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(EarwitnessError)
-    async def _earwitness(_: Request, exc: EarwitnessError) -> JSONResponse:
+    async def _earwitness(request: Request, exc: EarwitnessError) -> Response:
         if exc.status >= 500:
             log.error("%s: %s", type(exc).__name__, exc.detail)
-        return problem(exc.status, exc.title, exc.detail, exc.slug)
+        if exc.status == 401 and _browser_page(request):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?{urlencode({'next': target})}", 303)
+        response = problem(exc.status, exc.title, exc.detail, exc.slug)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = "60"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from earwitness.cases.policy import URGENCIES, Milestones, Policy
 from earwitness.errors import BadInput, Conflict, NotFound
 from earwitness.evidence import custody
+from earwitness.masking import mask_phone  # noqa: F401  (re-exported: cases.deadlines, review)
 from earwitness.models import Case, CaseAction, Evidence, utcnow
 
 STATUSES = (
@@ -44,17 +45,6 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 REOPENABLE = ("resolved", "follow_up", "closed")
 MILESTONE_KINDS = ("response", "solution", "contact", "follow_up")
-
-
-def mask_phone(phone: str | None) -> str | None:
-    """``13800138000`` → ``138****8000``: enough to recognise, not to dial."""
-    if not phone:
-        return phone
-    digits = phone.strip()
-    if len(digits) <= 4:
-        return "*" * len(digits)
-    keep = 3 if len(digits) >= 10 else 1
-    return digits[:keep] + "*" * (len(digits) - keep - 4) + digits[-4:]
 
 
 def get_case(session: Session, case_id: int) -> Case:

@@ -201,7 +201,10 @@ def verify_command(
         sys.exit(1)
 
 
-keys_app = typer.Typer(help="Custody signing keys and trusted timestamps.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys (create, list, revoke) and custody signing keys (rotate, signing, timestamp).",
+    no_args_is_help=True,
+)
 
 
 @keys_app.command("rotate")
@@ -217,9 +220,9 @@ def keys_rotate() -> None:
         console.print(f"previous key {old}: public key kept for verification, private key gone")
 
 
-@keys_app.command("list")
-def keys_list() -> None:
-    """The public keys verify trusts, the current signing key marked."""
+@keys_app.command("signing")
+def keys_signing() -> None:
+    """The custody signing keys verify trusts (public keys), the current one marked."""
     from earwitness.config import load_settings
     from earwitness.evidence.signing import CustodyKeys
 

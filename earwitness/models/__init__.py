@@ -7,28 +7,41 @@ from earwitness.models.jobs import Job
 from earwitness.models.qa import QaOverride, QaResult
 from earwitness.models.recordings import Recording
 from earwitness.models.search import SearchSegment
-from earwitness.models.telephony import Agent, AgentAttempt, Call, CallEvent, Queue
+from earwitness.models.telephony import (
+    Agent,
+    AgentAttempt,
+    AgentStateSpan,
+    Call,
+    CallEvent,
+    CallTransfer,
+    Queue,
+    QueueVisit,
+)
 from earwitness.models.tracks import Track, TrackPoint
 from earwitness.models.transcripts import Segment, Transcript, Word
-from earwitness.models.users import ROLES, ApiKey, User
+from earwitness.models.users import ROLES, ApiKey, LoginToken, User, UserSession
 
 __all__ = [
     "ROLES",
     "Agent",
     "AgentAttempt",
+    "AgentStateSpan",
     "ApiKey",
     "Base",
     "Call",
     "CallEvent",
+    "CallTransfer",
     "Case",
     "CaseAction",
     "CustodyEntry",
     "CustodyTimestamp",
     "Evidence",
     "Job",
+    "LoginToken",
     "QaOverride",
     "QaResult",
     "Queue",
+    "QueueVisit",
     "Recording",
     "SearchSegment",
     "Segment",
@@ -36,6 +49,7 @@ __all__ = [
     "TrackPoint",
     "Transcript",
     "User",
+    "UserSession",
     "Word",
     "case_calls",
     "utcnow",

@@ -73,6 +73,12 @@ class Call(Base, Timestamps):
     attempts: Mapped[list[AgentAttempt]] = relationship(
         back_populates="call", order_by="AgentAttempt.id", cascade="all, delete-orphan"
     )
+    visits: Mapped[list[QueueVisit]] = relationship(
+        back_populates="call", order_by="QueueVisit.id", cascade="all, delete-orphan"
+    )
+    transfers: Mapped[list[CallTransfer]] = relationship(
+        back_populates="call", order_by="CallTransfer.id", cascade="all, delete-orphan"
+    )
     recordings: Mapped[list[Recording]] = relationship(
         primaryjoin="Call.id == foreign(Recording.call_id)", viewonly=True
     )
@@ -103,4 +109,56 @@ class AgentAttempt(Base):
     ended_at: Mapped[datetime | None]
     result: Mapped[str] = mapped_column(String(20), default="ringing")  # answered|rona|cancelled
     call: Mapped[Call] = relationship(back_populates="attempts")
+    agent: Mapped[Agent] = relationship(lazy="joined")
+
+
+class QueueVisit(Base):
+    """One stay of a caller in one queue; an overflow call has one per queue it passed.
+
+    The call itself belongs to the answering queue (else the last one); these rows keep
+    the path and the wait in each queue."""
+
+    __tablename__ = "call_queue_visits"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queues.id"))
+    joined_at: Mapped[datetime]
+    left_at: Mapped[datetime | None]
+    wait_s: Mapped[float | None]
+    # waiting|answered|timeout|abandoned|unavailable|...
+    result: Mapped[str] = mapped_column(String(20), default="waiting")
+    call: Mapped[Call] = relationship(back_populates="visits")
+    queue: Mapped[Queue] = relationship(lazy="joined")
+
+
+class CallTransfer(Base):
+    """A transfer of the customer: who moved them, to whom, when, and whether it was taken."""
+
+    __tablename__ = "call_transfers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # blind|attended
+    at: Mapped[datetime]
+    transferer: Mapped[str | None] = mapped_column(String(120))
+    target: Mapped[str] = mapped_column(String(120))
+    result: Mapped[str] = mapped_column(String(40), default="Success")
+    answered_at: Mapped[datetime | None]
+    answered_by: Mapped[str | None] = mapped_column(String(120))
+    call: Mapped[Call] = relationship(back_populates="transfers")
+
+
+class AgentStateSpan(Base):
+    """An agent (queue member) in one state from ``started_at`` until ``ended_at``.
+
+    Spans, not counters: the time in each state for any day (in any time zone) is cut
+    from them, and an open span (``ended_at`` None) is the agent's state now."""
+
+    __tablename__ = "agent_state_spans"
+    __table_args__ = (Index("ix_agent_state_spans_agent_started", "agent_id", "started_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(120))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None] = mapped_column(index=True)
     agent: Mapped[Agent] = relationship(lazy="joined")

@@ -46,6 +46,50 @@ class Attempt:
 
 
 @dataclass
+class QueueVisit:
+    """One stay of the caller in one queue (an overflow call has several).
+
+    ``result``: waiting, answered, timeout (the queue gave up and the dialplan went on),
+    abandoned (the caller hung up in it), unavailable (joinempty/leaveempty and the like),
+    transferred (left after an answer elsewhere, e.g. transferred into this queue and out).
+    """
+
+    queue: str
+    joined_at: datetime
+    left_at: datetime | None = None
+    result: str = "waiting"
+
+    def wait_s(self, now: datetime | None = None) -> float | None:
+        """Seconds spent in this queue; None while waiting unless ``now`` is given."""
+        end = self.left_at or now
+        return None if end is None else max(0.0, (end - self.joined_at).total_seconds())
+
+
+@dataclass
+class Transfer:
+    """One transfer of the customer: who moved them, to whom, when, and whether it was taken.
+
+    ``kind`` is ``blind`` (BlindTransfer), ``attended`` (AttendedTransfer) or ``redirect``
+    (the customer left the bridge for a new leg with no transfer event, e.g. AMI Redirect).
+    ``target`` is ``exten@context`` for blind transfers, else the target's agent identity.
+    ``answered_at``/``answered_by`` are set once the target answered (an attended target
+    answered the consultation, so it is answered when the transfer completes).
+    """
+
+    kind: str
+    at: datetime
+    transferer: str | None
+    target: str
+    result: str = "Success"
+    answered_at: datetime | None = None
+    answered_by: str | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.answered_at is not None
+
+
+@dataclass
 class EventNote:
     at: datetime
     time_source: TimeSource
@@ -77,10 +121,14 @@ class TrackedCall:
     last_event_at: datetime | None = None
     channels: set[str] = field(default_factory=set)
     attempts: list[Attempt] = field(default_factory=list)
+    visits: list[QueueVisit] = field(default_factory=list)
+    transfers: list[Transfer] = field(default_factory=list)
+    merged_into: str | None = None  # a consultation folded into the customer's call
     notes: list[EventNote] = field(default_factory=list)  # not yet persisted
     _abandoned: bool = False
     _left_queue: bool = False
     _dial_status: str | None = None
+    _consult: tuple[str, datetime] | None = None  # who answered an attended consultation, when
     _queue_status: CallOutcome | None = None
     _event_count: int = 0
 
@@ -102,6 +150,7 @@ class TrackedCall:
             outcome=self.outcome,
             rona=tuple(a.agent for a in self.attempts if a.result == "rona"),
             transferred_to=self.transferred_to,
+            queues=tuple(v.queue for v in self.visits),
         )
 
     def _weaken(self, source: TimeSource) -> None:

@@ -14,7 +14,17 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from earwitness.models import Agent, AgentAttempt, Call, CallEvent, Queue
+from earwitness.models import (
+    Agent,
+    AgentAttempt,
+    AgentStateSpan,
+    Call,
+    CallEvent,
+    CallTransfer,
+    Queue,
+    QueueVisit,
+)
+from earwitness.telephony.agents import AgentState
 from earwitness.telephony.calls import TrackedCall
 from earwitness.telephony.records import CallRecord
 from earwitness.telephony.rings import Cadence, SlaTarget, ring_count
@@ -112,8 +122,63 @@ def save_tracked(session: Session, call: TrackedCall, defaults: SlaDefaults) -> 
         )
         for a in call.attempts
     ]
+    row.visits = [
+        QueueVisit(
+            queue=queue_row(session, v.queue, defaults),
+            joined_at=v.joined_at,
+            left_at=v.left_at,
+            wait_s=v.wait_s(),
+            result=v.result,
+        )
+        for v in call.visits
+    ]
+    row.transfers = [
+        CallTransfer(
+            kind=t.kind,
+            at=t.at,
+            transferer=t.transferer,
+            target=t.target[:120],
+            result=t.result[:40],
+            answered_at=t.answered_at,
+            answered_by=t.answered_by,
+        )
+        for t in call.transfers
+    ]
     session.flush()
     return row
+
+
+def delete_tracked(session: Session, linkedid: str) -> bool:
+    """Remove a call the tracker folded into another (an attended transfer's consultation)."""
+    row = session.scalar(select(Call).where(Call.source == "ami", Call.linkedid == linkedid))
+    if row is None:
+        return False
+    session.delete(row)
+    session.flush()
+    return True
+
+
+def save_agent_state(session: Session, state: AgentState) -> AgentStateSpan | None:
+    """Close the agent's open span and open one for ``state``; nothing when unchanged.
+
+    Re-sending the current state (a resync after a restart) is a no-op, so the time in the
+    link's gap stays with the state the agent was last seen in."""
+    agent = agent_row(session, state.agent, state.name)
+    open_span = session.scalar(
+        select(AgentStateSpan)
+        .where(AgentStateSpan.agent_id == agent.id, AgentStateSpan.ended_at.is_(None))
+        .order_by(AgentStateSpan.started_at.desc(), AgentStateSpan.id.desc())
+        .limit(1)
+    )
+    reason = state.reason[:120] if state.reason else None
+    if open_span is not None:
+        if (open_span.state, open_span.reason) == (state.state, reason):
+            return None
+        open_span.ended_at = max(state.since, open_span.started_at)
+    span = AgentStateSpan(agent=agent, state=state.state, reason=reason, started_at=state.since)
+    session.add(span)
+    session.flush()
+    return span
 
 
 def save_imported(

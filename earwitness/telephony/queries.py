@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from earwitness.models import Agent, AgentAttempt, Call, Queue
+from earwitness.models import Agent, AgentAttempt, AgentStateSpan, Call, Queue
+from earwitness.telephony.agents import Span, time_in_states
 from earwitness.telephony.persist import SlaDefaults, target_for
 from earwitness.telephony.records import CallOutcome, CallRecord
 from earwitness.telephony.rings import SlaTarget
@@ -24,6 +25,7 @@ class CallFilter:
     outcome: str | None = None
     caller: str | None = None
     min_rings: int | None = None
+    queues: tuple[str, ...] = ()  # restrict to these queues (a lead's); empty: no limit
 
 
 def filtered_calls(f: CallFilter) -> Select[Call]:
@@ -44,6 +46,8 @@ def filtered_calls(f: CallFilter) -> Select[Call]:
         query = query.where(Call.caller == f.caller)
     if f.min_rings is not None:
         query = query.where(Call.rings >= f.min_rings)
+    if f.queues:
+        query = query.where(Call.queue_id.in_(select(Queue.id).where(Queue.name.in_(f.queues))))
     return query
 
 
@@ -119,3 +123,66 @@ def call_summary(row: Call) -> dict[str, Any]:
         "time_source": row.time_source,
         "recording_id": recording,
     }
+
+
+def call_movement(row: Call) -> dict[str, Any]:
+    """Where a call went: every queue it waited in (with the wait there) and its transfers.
+
+    The call's own ``queue`` is the owner (the answering queue, else the last one)."""
+    return {
+        "queues": [
+            {
+                "queue": v.queue.name,
+                "joined_at": v.joined_at,
+                "left_at": v.left_at,
+                "wait_s": v.wait_s,
+                "result": v.result,
+            }
+            for v in row.visits
+        ],
+        "transfers": [
+            {
+                "kind": t.kind,
+                "at": t.at,
+                "transferer": t.transferer,
+                "target": t.target,
+                "result": t.result,
+                "answered": t.answered_at is not None,
+                "answered_at": t.answered_at,
+                "answered_by": t.answered_by,
+            }
+            for t in row.transfers
+        ],
+    }
+
+
+def agent_board(session: Session, day_start: datetime, now: datetime) -> list[dict[str, Any]]:
+    """Every agent the PBX reported a member state for: the state now (with the pause
+    reason), since when, and the seconds in each state from ``day_start`` to ``now``."""
+    spans = session.scalars(
+        select(AgentStateSpan)
+        .where((AgentStateSpan.ended_at.is_(None)) | (AgentStateSpan.ended_at > day_start))
+        .order_by(AgentStateSpan.agent_id, AgentStateSpan.started_at, AgentStateSpan.id)
+    ).all()
+    by_agent: dict[int, list[AgentStateSpan]] = {}
+    for span in spans:
+        by_agent.setdefault(span.agent_id, []).append(span)
+    board = []
+    for rows in by_agent.values():
+        current = next((r for r in reversed(rows) if r.ended_at is None), None)
+        if current is None:
+            continue  # closed spans only: nothing to show as "now"
+        agent = current.agent
+        board.append(
+            {
+                "agent": agent.name or agent.interface,
+                "interface": agent.interface,
+                "state": current.state,
+                "reason": current.reason,
+                "since": current.started_at,
+                "today_s": time_in_states(
+                    (Span(r.state, r.started_at, r.ended_at) for r in rows), day_start, now
+                ),
+            }
+        )
+    return sorted(board, key=lambda a: str(a["agent"]))

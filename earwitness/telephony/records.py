@@ -62,6 +62,9 @@ class CallRecord:
     outcome: CallOutcome
     rona: tuple[str, ...] = ()
     transferred_to: str | None = None
+    #: Every queue the caller passed through, in order (``queue`` is the one that owns the
+    #: call: the answering queue, else the last one). Empty for direct calls.
+    queues: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.key:

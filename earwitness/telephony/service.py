@@ -24,11 +24,17 @@ from sqlalchemy.orm import Session
 from earwitness.config import Settings
 from earwitness.db import Database
 from earwitness.models import Call, Recording
+from earwitness.telephony.agents import AgentBoard, AgentState
 from earwitness.telephony.ami import AmiClient, AmiMessage
 from earwitness.telephony.ami.protocol import event_time
 from earwitness.telephony.ami.state import AmiState
-from earwitness.telephony.calls import TrackedCall
-from earwitness.telephony.persist import SlaDefaults, save_tracked
+from earwitness.telephony.calls import QueueVisit, TrackedCall, Transfer
+from earwitness.telephony.persist import (
+    SlaDefaults,
+    delete_tracked,
+    save_agent_state,
+    save_tracked,
+)
 from earwitness.telephony.queue_log import parse_queue_log
 from earwitness.telephony.records import CallOutcome
 from earwitness.telephony.rings import Cadence
@@ -38,6 +44,11 @@ log = logging.getLogger(__name__)
 
 Submit = Callable[..., int]
 RECORDING_SUBDIR = "earwitness"
+NO_RECORDING_DIR = (
+    "EARWITNESS_AMI_RECORDING_DIR is not set: calls are recorded on the PBX host but "
+    "earwitness cannot read the files there, so recordings are not ingested. Mount the "
+    "PBX's monitor directory here and set EARWITNESS_AMI_RECORDING_DIR to its path."
+)
 
 
 class PbxService:
@@ -52,6 +63,7 @@ class PbxService:
         self.submit = submit
         self.defaults = SlaDefaults(settings.sla_rings, settings.sla_cadence)
         self.tracker = CallTracker()
+        self.board = AgentBoard()
         self.client: AmiClient | None = None
         self.recording: dict[str, str] = {}  # linkedid -> file name relative to monitor dir
         # Receipt time of the last event: after a drop, the gap began no earlier than this.
@@ -66,6 +78,9 @@ class PbxService:
 
     # -- Service protocol ------------------------------------------------------------
     def start(self) -> None:
+        notice = self.recording_notice()
+        if notice is not None:
+            log.warning(notice)  # once, at start; /api/health repeats it
         self._thread = threading.Thread(target=self._run_thread, name="earwitness-ami", daemon=True)
         self._thread.start()
         self._ready.wait(10)
@@ -75,6 +90,12 @@ class PbxService:
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(15)
+
+    def recording_notice(self) -> str | None:
+        """Why recordings will not reach earwitness, when that is knowable at start."""
+        if self.settings.ami_record_calls and self.settings.ami_recording_dir is None:
+            return NO_RECORDING_DIR
+        return None
 
     def health(self) -> dict[str, Any]:
         client = self.client
@@ -87,6 +108,15 @@ class PbxService:
             "resyncs": self.resyncs,
             "saved": self.saved,
             "errors": self.errors,
+            "recording": {
+                "enabled": self.settings.ami_record_calls,
+                "dir": str(self.settings.ami_recording_dir)
+                if self.settings.ami_recording_dir is not None
+                else None,
+                "ingest": self.settings.ami_record_calls
+                and self.settings.ami_recording_dir is not None,
+                "notice": self.recording_notice(),
+            },
             **(client.health() if client is not None else {"state": str(state)}),
         }
 
@@ -135,10 +165,30 @@ class PbxService:
                     entered_at=row.entered_at,
                     answered_at=row.answered_at,
                     time_source="event" if row.time_source == "event" else "receipt",
+                    # kept, so re-saving the call after the restart does not drop them
+                    visits=[
+                        QueueVisit(v.queue.name, v.joined_at, v.left_at, v.result)
+                        for v in row.visits
+                    ],
+                    transfers=[
+                        Transfer(
+                            t.kind,
+                            t.at,
+                            t.transferer,
+                            t.target,
+                            t.result,
+                            t.answered_at,
+                            t.answered_by,
+                        )
+                        for t in row.transfers
+                    ],  # fmt: skip
                 )
 
     async def _on_event(self, message: AmiMessage) -> None:
         self.last_seen = datetime.fromtimestamp(message.received_at, UTC)
+        if self.board.wants(message.name):
+            self._save_agents(self.board.handle(message, event_time(message)[0]))
+            return
         if not self.tracker.wants(message.name):
             return
         at, source = event_time(message)
@@ -158,8 +208,27 @@ class PbxService:
                 await self._start_recording(call, message)
             self._save(call)
 
+    def _save_agents(self, changes: list[AgentState]) -> None:
+        if not changes:
+            return
+        try:
+            with self.db.session() as session:
+                for state in changes:
+                    save_agent_state(session, state)
+        except Exception:
+            self.errors += 1
+            log.exception("could not save agent states")
+
     def _save(self, call: TrackedCall) -> None:
         recording_id: int | None = None
+        if call.merged_into is not None:  # an attended transfer's consultation, folded
+            try:
+                with self.db.session() as session:
+                    delete_tracked(session, call.linkedid)
+            except Exception:
+                self.errors += 1
+                log.exception("could not remove folded call %s", call.linkedid)
+            return
         try:
             with self.db.session() as session:
                 save_tracked(session, call, self.defaults)
@@ -174,7 +243,9 @@ class PbxService:
             log.exception("could not save call %s", call.linkedid)
             return
         # Queued only after the call's transaction committed: one writer at a time on SQLite.
-        if recording_id is not None and self.submit is not None:
+        # Without a readable recording dir the job could only fail with "not found".
+        ingest = self.settings.ami_recording_dir is not None
+        if recording_id is not None and self.submit is not None and ingest:
             self.submit(
                 "recording.ingest",
                 {"recording_id": recording_id, "expected_channels": 2},
@@ -202,7 +273,9 @@ class PbxService:
         call_id = session.scalar(
             select(Call.id).where(Call.source == "ami", Call.linkedid == linkedid)
         )
-        recording = Recording(call_id=call_id, state="expected", source_path=str(path))
+        recording = Recording(
+            call_id=call_id, state="expected", source_path=str(path), error=self.recording_notice()
+        )
         session.add(recording)
         session.flush()
         return recording.id
@@ -212,6 +285,8 @@ class PbxService:
         channels = await client.send_list("CoreShowChannels")
         status = await client.send_list("QueueStatus")
         entries = [m.as_dict() for m in status if m.name.lower() == "queueentry"]
+        members = [m.as_dict() for m in status if m.name.lower() == "queuemember"]
+        self._save_agents(self.board.resync(members, now))
         changed = self.tracker.resync([m.as_dict() for m in channels], entries, now)
         for call in changed:
             self._save(call)

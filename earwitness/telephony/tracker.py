@@ -12,6 +12,21 @@ Events are fed with the time they happened and where that time came from
 reconstructed after a reconnect); a call remembers the weakest source used for
 its ring/answer times so an SLA figure can say how exact it is.
 
+Queue overflow — the caller times out of queue A and the dialplan sends them on to
+queue B — stays one call. Its wait runs from the first join; every queue it passed
+through is kept as a ``QueueVisit`` with its own wait and result; and the call is
+*owned* by the answering queue (the queue of the first AgentConnect), or, when nobody
+answered, by the last queue it was in: that is the queue whose service level it counts
+in, for answers, abandons and timeouts alike. A queue the caller merely passed through
+did not fail the caller for good (the dialplan moved them on), and counting the call in
+every queue would count one caller several times in any total.
+
+Transfers are routed by the customer's side: ``BlindTransfer`` and ``AttendedTransfer``
+carry ``TransfereeLinkedid``/``TransfererLinkedid`` (no ``Linkedid``). Each becomes a
+``Transfer`` (who, to whom, when, whether the target answered). An attended transfer whose
+consultation ran under a linkedid of its own folds that consultation into the customer's
+call (``merged_into``), so the customer keeps one call.
+
 After every (re)connect ``resync`` is given the PBX's own view (CoreShowChannels
 and QueueStatus entries): calls that ended in the gap are closed, calls that
 started in the gap are adopted, and nothing is counted twice.
@@ -26,8 +41,10 @@ from earwitness.telephony.calls import (
     Attempt,
     Event,
     EventNote,
+    QueueVisit,
     TimeSource,
     TrackedCall,
+    Transfer,
     agent_interface,
 )
 from earwitness.telephony.records import CallOutcome
@@ -77,6 +94,7 @@ class CallTracker:
     def __init__(self) -> None:
         self.calls: dict[str, TrackedCall] = {}
         self.channel_owner: dict[str, str] = {}  # channel name -> linkedid
+        self.aliases: dict[str, str] = {}  # folded consultation linkedid -> customer's linkedid
         self.ignored = 0
 
     # -- the event stream -------------------------------------------------------------
@@ -86,10 +104,18 @@ class CallTracker:
     def handle(self, event: Event, at: datetime, source: TimeSource) -> list[TrackedCall]:
         if event.name not in self.HANDLED:
             return []
-        linkedid = event.get("Linkedid") or event.get("DestLinkedid")
+        linkedid = (
+            event.get("Linkedid")
+            or event.get("DestLinkedid")
+            # transfer events name each party; the customer (transferee) owns the call
+            or event.get("TransfereeLinkedid")
+            or event.get("OrigTransfererLinkedid")
+            or event.get("TransfererLinkedid")
+        )
         if not linkedid:
             self.ignored += 1
             return []
+        linkedid = self.aliases.get(linkedid, linkedid)
         call = self.calls.get(linkedid)
         if call is None:
             if event.name == "Hangup":  # the end of a call we never saw begin
@@ -104,7 +130,10 @@ class CallTracker:
             self.channel_owner[channel] = linkedid
         if changed and call.is_call:
             self._note(call, event, at, source)
-            return [call]
+            folded = (
+                self._fold_consultation(call, event) if event.name == "AttendedTransfer" else []
+            )
+            return [call, *folded]
         if call.ended_at is not None or (not call.channels and not call.is_call):
             self._forget(call)
         return []
@@ -116,7 +145,9 @@ class CallTracker:
         keep = (
             "Queue", "Interface", "MemberName", "HoldTime", "RingTime", "TalkTime",
             "Reason", "Cause", "Cause-txt", "DialStatus", "DestChannel", "Position",
-            "CallerIDNum", "Extension", "Context",
+            "CallerIDNum", "Extension", "Context", "Result", "DestType", "IsExternal",
+            "TransfererChannel", "TransfereeChannel", "TransferTargetChannel",
+            "SecondTransfererChannel",
         )  # fmt: skip
         data = {k: v for k in keep if (v := event.get(k)) is not None}
         call.notes.append(EventNote(at, source, event.name, event.get("Channel"), data))
@@ -130,10 +161,20 @@ class CallTracker:
     def _on_QueueCallerJoin(
         self, call: TrackedCall, ev: Event, at: datetime, s: TimeSource
     ) -> bool:
+        queue = ev.get("Queue") or "?"
         if call.kind == "queue" and call.entered_at is not None:
-            return True  # re-queued after a transfer: same call, first entry counts
+            # Overflow (not answered yet) or a transfer into a queue (answered): same call,
+            # the first entry still starts the wait; a new visit starts here.
+            self._settle_visit(call, at, moved_on=True)
+            call._abandoned = call._left_queue = False
+            call._queue_status = None
+            if call.answered_at is None:
+                call.queue = queue  # the owner so far: the queue the caller is now in
+            call.visits.append(QueueVisit(queue, at))
+            return True
         call.kind = "queue"
-        call.queue = ev.get("Queue")
+        call.queue = queue
+        call.visits.append(QueueVisit(queue, at))
         call.caller = _caller_number(ev) or call.caller
         call.caller_name = ev.get("CallerIDName") or call.caller_name
         call.caller_uniqueid = ev.get("Uniqueid")
@@ -160,8 +201,18 @@ class CallTracker:
 
     def _on_AgentConnect(self, call: TrackedCall, ev: Event, at: datetime, s: TimeSource) -> bool:
         agent = agent_interface(ev.get("Interface") or ev.get("DestChannel") or "?")
+        if call.answered_at is None:
+            # The answering queue owns the answer (and so the call's SLA), however many
+            # queues the caller waited in before.
+            call.queue = ev.get("Queue") or call.queue
+            call.asterisk_hold_s = _seconds(ev.get("HoldTime"))
+        else:
+            self._transfer_answered(call, agent, at)  # transferred into a queue, taken there
         self._answer(call, agent, ev.get("MemberName"), at, s)
-        call.asterisk_hold_s = _seconds(ev.get("HoldTime"))
+        visit = self._visit(call, ev.get("Queue"))
+        if visit is not None:
+            visit.result = "answered"
+            visit.left_at = visit.left_at or at
         for attempt in call.attempts:
             if attempt.result == "ringing":
                 attempt.result = "answered" if attempt.agent == agent else "cancelled"
@@ -188,7 +239,46 @@ class CallTracker:
         self, call: TrackedCall, ev: Event, at: datetime, s: TimeSource
     ) -> bool:
         call._left_queue = True
+        visit = self._visit(call, ev.get("Queue"))
+        if visit is not None and visit.left_at is None:
+            visit.left_at = at
         return True
+
+    @staticmethod
+    def _visit(call: TrackedCall, queue: str | None) -> QueueVisit | None:
+        """The caller's latest visit to ``queue`` (the latest visit when unnamed)."""
+        for visit in reversed(call.visits):
+            if queue is None or visit.queue == queue:
+                return visit
+        return None
+
+    def _settle_visit(self, call: TrackedCall, at: datetime, *, moved_on: bool) -> None:
+        """Give the latest visit its result once the caller is known to be out of it.
+
+        ``moved_on``: the caller went on to another queue, so they did not hang up here.
+        """
+        if not call.visits or call.visits[-1].result != "waiting":
+            return
+        visit = call.visits[-1]
+        visit.left_at = visit.left_at or at
+        if moved_on:
+            outcome = call._queue_status or CallOutcome.TIMEOUT
+        elif call.answered_at is not None and call.answered_at < visit.joined_at:
+            outcome = call._queue_status or CallOutcome.ABANDONED  # transferred in, gave up
+        else:
+            outcome = self._queue_outcome(call)
+        visit.result = outcome.value
+
+    @staticmethod
+    def _queue_outcome(call: TrackedCall) -> CallOutcome:
+        """How the caller's latest queue visit ended unanswered."""
+        if call._queue_status is not None:
+            return call._queue_status
+        if call._abandoned or not call._left_queue:
+            return CallOutcome.ABANDONED
+        if not call.attempts:
+            return CallOutcome.UNAVAILABLE
+        return CallOutcome.TIMEOUT
 
     def _on_VarSet(self, call: TrackedCall, ev: Event, at: datetime, s: TimeSource) -> bool:
         if ev.get("Variable") != "QUEUESTATUS" or call.answered_at is not None:
@@ -220,16 +310,26 @@ class CallTracker:
             call.attempts.append(Attempt(dest, ev.get("DestCallerIDName"), at))
             return True
         if call.answered_at is not None and not dest.startswith(("Local/queue",)):
-            if call.agent is None or dest != call.agent:
-                call.transferred_to = dest  # a new leg after answer: a transfer
+            if not call.transfers and (call.agent is None or dest != call.agent):
+                call.transferred_to = dest  # a new leg with no transfer event (Redirect)
             return True
         return False
 
     def _on_DialEnd(self, call: TrackedCall, ev: Event, at: datetime, s: TimeSource) -> bool:
-        if not ev.get("Channel") or call.kind != "direct":
+        if not ev.get("Channel"):
             return False
         status = (ev.get("DialStatus") or "").upper()
         dest = agent_interface(ev.get("DestChannel") or "?")
+        if call.answered_at is not None:
+            # A leg after the answer: a blind transfer's target, or an attended transfer's
+            # consultation (which is answered before the transfer completes).
+            if status != "ANSWER" or dest == call.agent:
+                return False
+            if not self._transfer_answered(call, dest, at):
+                call._consult = (dest, at)
+            return True
+        if call.kind != "direct":
+            return False
         if status == "ANSWER":
             self._answer(call, dest, ev.get("DestCallerIDName"), at, s)
             self._close_attempt(call, dest, at, "answered")
@@ -238,17 +338,68 @@ class CallTracker:
             self._close_attempt(call, dest, at, "rona" if status == "NOANSWER" else "cancelled")
         return True
 
+    @staticmethod
+    def _transfer_answered(call: TrackedCall, agent: str, at: datetime) -> bool:
+        """Mark the latest transfer still waiting for its target as taken by ``agent``."""
+        for transfer in reversed(call.transfers):
+            if transfer.result == "Success" and transfer.answered_at is None:
+                transfer.answered_at, transfer.answered_by = at, agent
+                return True
+        return False
+
     def _on_BlindTransfer(self, call: TrackedCall, ev: Event, at: datetime, s: TimeSource) -> bool:
         ext, ctx = ev.get("Extension"), ev.get("Context")
-        call.transferred_to = f"{ext}@{ctx}" if ext and ctx else ext or call.transferred_to
+        target = f"{ext}@{ctx}" if ext and ctx else ext or "?"
+        result = ev.get("Result") or "Success"
+        transferer = ev.get("TransfererChannel")
+        call.transfers.append(
+            Transfer(
+                "blind", at, agent_interface(transferer) if transferer else None, target, result
+            )
+        )
+        if result == "Success":
+            call.transferred_to = target
         return call.is_call
 
     def _on_AttendedTransfer(
         self, call: TrackedCall, ev: Event, at: datetime, s: TimeSource
     ) -> bool:
-        target = ev.get("SecondTransfererExten") or ev.get("TransferTargetChannel")
-        call.transferred_to = target or call.transferred_to
+        result = ev.get("Result") or "Success"
+        channel = ev.get("TransferTargetChannel")
+        target = agent_interface(channel) if channel else ev.get("SecondTransfererExten") or "?"
+        transferer = ev.get("OrigTransfererChannel") or ev.get("SecondTransfererChannel")
+        transfer = Transfer(
+            "attended", at, agent_interface(transferer) if transferer else None, target, result
+        )
+        if result == "Success":
+            # The target took the consultation call first: that is when they answered.
+            answerer, answered_at = call._consult or (target, at)
+            transfer.answered_at, transfer.answered_by = min(answered_at, at), answerer
+            call.transferred_to = target
+        call._consult = None
+        call.transfers.append(transfer)
         return call.is_call
+
+    def _fold_consultation(self, call: TrackedCall, ev: Event) -> list[TrackedCall]:
+        """An attended transfer whose consultation had a linkedid of its own (a phone that
+        made a second call): that consultation is the agent's, not a customer's call. Its
+        channels join the customer's call and it is handed back marked ``merged_into``."""
+        folded: list[TrackedCall] = []
+        for key in ("SecondTransfererLinkedid", "TransferTargetLinkedid"):
+            other_id = ev.get(key)
+            other = self.calls.get(other_id) if other_id else None
+            if other is None or other is call:
+                continue
+            for channel in other.channels:
+                self.channel_owner[channel] = call.linkedid
+            call.channels |= other.channels
+            other.channels = set()
+            other.merged_into = call.linkedid
+            self.aliases[other.linkedid] = call.linkedid
+            self.calls.pop(other.linkedid, None)
+            if other.is_call:
+                folded.append(other)
+        return folded
 
     def _on_Hangup(self, call: TrackedCall, ev: Event, at: datetime, s: TimeSource) -> bool:
         channel = ev.get("Channel")
@@ -270,20 +421,14 @@ class CallTracker:
     def _finish(self, call: TrackedCall, at: datetime, source: TimeSource) -> None:
         assert call.entered_at is not None
         call.ended_at = max(at, call.answered_at or call.entered_at)
+        self._settle_visit(call, call.ended_at, moved_on=False)
         for attempt in call.attempts:
             if attempt.result == "ringing":
                 attempt.result, attempt.ended_at = "cancelled", call.ended_at
         if call.answered_at is not None:
             call.outcome = CallOutcome.ANSWERED
         elif call.kind == "queue":
-            if call._queue_status is not None:
-                call.outcome = call._queue_status
-            elif call._abandoned or not call._left_queue:
-                call.outcome = CallOutcome.ABANDONED
-            elif not call.attempts:
-                call.outcome = CallOutcome.UNAVAILABLE
-            else:
-                call.outcome = CallOutcome.TIMEOUT
+            call.outcome = self._queue_outcome(call)
         else:
             call.outcome = _DIAL_FAILURE.get(call._dial_status or "CANCEL", CallOutcome.FAILED)
         if source == "resync":
@@ -293,6 +438,8 @@ class CallTracker:
         for channel in call.channels:
             self.channel_owner.pop(channel, None)
         self.calls.pop(call.linkedid, None)
+        for alias in [a for a, target in self.aliases.items() if target == call.linkedid]:
+            del self.aliases[alias]
 
     def release(self, call: TrackedCall) -> None:
         """Drop a finished call once its final state has been persisted."""

@@ -343,6 +343,15 @@ class AMI:
             "Redirect", Channel=channel, Exten=exten, Context=context, Priority=priority
         )
 
+    def attended_transfer(self, channel: str, exten: str, context: str = "transfer") -> AMIMessage:
+        """Atxfer: the agent's channel starts an attended transfer (needs Queue option t)."""
+        return self.action("Atxfer", Channel=channel, Exten=exten, Context=context)
+
+    def pause(self, interface: str, reason: str, paused: bool = True) -> AMIMessage:
+        return self.action(
+            "QueuePause", Interface=interface, Paused=str(paused).lower(), Reason=reason
+        )
+
     def blind_transfer(self, channel: str, exten: str, context: str = "transfer") -> AMIMessage:
         return self.action("BlindTransfer", Channel=channel, Exten=exten, Context=context)
 
@@ -420,6 +429,7 @@ class Asterisk:
         country: str = "cn",
         extra_dialplan: str = "",
         start_timeout: float = 30.0,
+        overflow_members: tuple[str, ...] = (),
     ) -> None:
         self.root = Path(root) if root else default_root()
         if not (self.root / STAMP_NAME).exists():
@@ -436,6 +446,9 @@ class Asterisk:
         self.retry, self.wrapuptime, self.ring_in_use = retry, wrapuptime, ring_in_use
         self.country, self.extra_dialplan = country, extra_dialplan
         self.start_timeout = start_timeout
+        # Members of the second queue ``overflow`` (exten ``overflow`` waits in complaints
+        # for QUEUE_TIMEOUT, then in overflow): e.g. ("agent3",). Empty: no such queue.
+        self.overflow_members = overflow_members
         self.proc: subprocess.Popen[bytes] | None = None
         self._mounted_proc = False
         self.start_seconds: float | None = None
@@ -533,7 +546,8 @@ writetimeout = 5000
             "indications.conf": self._indications_conf(),
             "queues.conf": self._queues_conf(),
             "extensions.conf": self._extensions_conf(),
-            "features.conf": "[general]\n",
+            # atxfer: the AMI Atxfer action sends this code into the bridge for the agent
+            "features.conf": "[general]\ntransferdigittimeout = 1\n[featuremap]\natxfer => *2\n",
             "cdr.conf": "[general]\nenable=no\n",
             "cel.conf": "[general]\nenable=no\n",
             "ccss.conf": "[general]\n",
@@ -617,6 +631,24 @@ setinterfacevar = yes
 setqueueentryvar = yes
 setqueuevar = yes
 musicclass = default
+{members}{self._overflow_queue()}"""
+
+    def _overflow_queue(self) -> str:
+        if not self.overflow_members:
+            return ""
+        members = "".join(f"member => Local/{a}@agents/n,0,{a},Custom:{a}\n"
+                          for a in self.overflow_members)  # fmt: skip
+        return f"""
+[overflow]
+strategy = linear
+timeout = {self.member_timeout}
+retry = {self.retry}
+ringinuse = no
+joinempty = yes
+leavewhenempty = no
+announce-frequency = 0
+periodic-announce-frequency = 0
+musicclass = default
 {members}"""
 
     def _extensions_conf(self) -> str:
@@ -650,6 +682,14 @@ exten => queue,1,NoOp(complaint call from ${CALLERID(num)})
  same => n,MixMonitor(${REC}.wav,Dr(${REC}-in.wav)t(${REC}-out.wav))
  same => n(q),Queue(complaints,${QUEUE_OPTS},,,${IF($["${QUEUE_TIMEOUT}" = ""]?40:${QUEUE_TIMEOUT})})
  same => n,NoOp(QUEUESTATUS=${QUEUESTATUS})
+ same => n,Hangup()
+
+; overflow: complaints until its Queue() timeout, then the overflow queue
+exten => overflow,1,NoOp(complaint call from ${CALLERID(num)}, overflow after ${QUEUE_TIMEOUT} s)
+ same => n,Answer()
+ same => n,Set(__AGENT_DELAY=${IF($["${AGENT_DELAY}" = ""]?2:${AGENT_DELAY})})
+ same => n,Queue(complaints,${QUEUE_OPTS},,,${IF($["${QUEUE_TIMEOUT}" = ""]?40:${QUEUE_TIMEOUT})})
+ same => n,Queue(overflow,${QUEUE_OPTS},,,40)
  same => n,Hangup()
 
 exten => direct,1,NoOp(direct call from ${CALLERID(num)} to ${DIAL_TARGET})
@@ -693,6 +733,8 @@ exten => _age[n]t.,1,NoOp(transfer of ${CALLERID(num)} to ${EXTEN})
  same => n,Hangup()
 exten => queue,1,Queue(complaints,,,,40)
  same => n,Hangup()
+; DTMF-dialable aliases (attended transfers are dialled as digits): 8N -> agentN
+exten => _8X,1,Goto(agent${EXTEN:1},1)
 
 """
             + self.extra_dialplan
@@ -838,9 +880,10 @@ exten => queue,1,Queue(complaints,,,,40)
                     # sends FullyBooted to every new session once booting has finished.
                     ami.login(self.ami_user, self.ami_secret, events="system")
                     ami.wait_event("FullyBooted", timeout=max(0.1, deadline - time.monotonic()))
-                    for n in range(1, self.agents + 1):
+                    names = {f"agent{n}" for n in range(1, self.agents + 1)}
+                    for agent in sorted(names | set(self.overflow_members)):
                         ami.action(
-                            "Setvar", Variable=f"DEVICE_STATE(Custom:agent{n})", Value="NOT_INUSE"
+                            "Setvar", Variable=f"DEVICE_STATE(Custom:{agent})", Value="NOT_INUSE"
                         )
                     return
                 finally:
@@ -954,6 +997,8 @@ exten => queue,1,Queue(complaints,,,,40)
         agent_say_wait: float | None = None,
         queue_timeout: int = 40,
         extra_vars: dict[str, object] | None = None,
+        exten: str = "queue",
+        queue_opts: str = "",
     ) -> AMIMessage:
         v: dict[str, object] = {
             "__AGENT_DELAY": agent_delay,
@@ -976,9 +1021,11 @@ exten => queue,1,Queue(complaints,,,,40)
             v["__AGENT_SAY"] = self.sound_path_in_root(agent_say)
             if agent_say_wait is not None:
                 v["__AGENT_SAY_WAIT"] = agent_say_wait
+        if queue_opts:
+            v["QUEUE_OPTS"] = queue_opts  # e.g. "t": the agent may transfer (Atxfer)
         v.update(extra_vars or {})
         return ami.originate(
-            "Local/queue@customer/n",
+            f"Local/{exten}@customer/n",
             callerid=f'"Customer" <{callerid}>',
             variables=v,
             context="phone",

@@ -233,6 +233,72 @@ def sc_redirect_transfer(pbx: Asterisk, s: Session) -> dict:
     return {"redirected": ac["Channel"], "target": "agent3@transfer", "response": r.get("Response")}
 
 
+def sc_queue_overflow(pbx: Asterisk, s: Session) -> dict:
+    """complaints rings out (everyone there takes 60 s) until its 8 s Queue() timeout; the
+    dialplan moves the caller to the overflow queue, whose agent25 answers after 2 s."""
+    pbx.originate_queue_call(
+        s.ami,
+        exten="overflow",
+        callerid=CALLER,
+        agent_delay=60,
+        agent_talk=3,
+        queue_timeout=8,
+        extra_vars={"__AGENT_DELAY_agent25": 2},
+    )
+    s.settle()
+    return {
+        "first_queue": "complaints",
+        "queue_timeout": 8,
+        "overflow_queue": "overflow",
+        "overflow_agent": "agent25",
+        "overflow_delay": 2,
+    }
+
+
+def sc_attended_transfer(pbx: Asterisk, s: Session) -> dict:
+    """agent1 answers, AMI Atxfer to agent3@transfer (consultation), agent1 hangs up: the
+    transfer completes and agent3 talks with the customer."""
+    pbx.originate_queue_call(
+        s.ami,
+        callerid=CALLER,
+        agent_delay=2,
+        agent_talk=30,
+        queue_opts="t",
+        extra_vars={"__AGENT_DELAY_agent3": 2, "__AGENT_TALK_agent3": 4},
+    )
+    ac = s.wait(is_event("AgentConnect"), 20)
+    s.pump(2)
+    # Atxfer sends the exten as DTMF: "83" is the transfer context's alias of agent3
+    r = s.action("Atxfer", Channel=ac["DestChannel"], Exten="83", Context="transfer")
+    s.wait(is_event("DialEnd", DialStatus="ANSWER"), 20)  # agent3 took the consultation
+    s.pump(1)
+    s.action("Hangup", Channel=ac["DestChannel"])  # transferer leaves: transfer completes
+    s.settle()
+    return {
+        "transferer": ac["DestChannel"],
+        "target": "agent3@transfer",
+        "target_delay": 2,
+        "response": r.get("Response"),
+        "message": r.get("Message"),
+    }
+
+
+def sc_paused_member(pbx: Asterisk, s: Session) -> dict:
+    """agent1 paused ("training") is skipped; agent2 answers. Then a member is added and
+    removed, and agent1 unpaused."""
+    s.action("QueuePause", Interface="Local/agent1@agents/n", Paused="true", Reason="training")
+    pbx.originate_queue_call(s.ami, callerid=CALLER, agent_delay=2, agent_talk=2)
+    s.settle()
+    s.action("QueueStatus", Queue="complaints")
+    s.action("QueueAdd", Queue="complaints", Interface="Local/agent30@agents/n",
+             MemberName="agent30", StateInterface="Custom:agent30")  # fmt: skip
+    s.pump(0.5)
+    s.action("QueueRemove", Queue="complaints", Interface="Local/agent30@agents/n")
+    s.action("QueuePause", Interface="Local/agent1@agents/n", Paused="false")
+    s.pump(0.5)
+    return {"paused": "agent1", "reason": "training", "answered_by": "agent2", "added": "agent30"}
+
+
 def _duration(path: Path) -> float:
     with wave.open(str(path)) as w:
         return w.getnframes() / w.getframerate()
@@ -369,6 +435,9 @@ SCENARIOS = {
     "direct_noanswer": sc_direct_noanswer,
     "blind_transfer": sc_blind_transfer,
     "redirect_transfer": sc_redirect_transfer,
+    "queue_overflow": sc_queue_overflow,
+    "attended_transfer": sc_attended_transfer,
+    "paused_member": sc_paused_member,
     "recorded_conversation": sc_recorded_conversation,
     "concurrent_20": sc_concurrent_20,
     "restart_graceful": sc_restart_graceful,
@@ -399,7 +468,15 @@ def main() -> None:
     print(f"root ready in {time.monotonic() - t:.1f}s: {root}", flush=True)
     meta_path = out / "scenarios.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    pbx = Asterisk(root, name="capture", agents=24, strategy="linear", member_timeout=5, retry=1)
+    pbx = Asterisk(
+        root,
+        name="capture",
+        agents=24,
+        strategy="linear",
+        member_timeout=5,
+        retry=1,
+        overflow_members=("agent25",),
+    )
     try:
         pbx.start()
         meta["_asterisk"] = {

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Query, Request
@@ -17,14 +17,18 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from earwitness.api.deps import PrincipalDep, RuntimeDep, SessionDep
-from earwitness.errors import BadInput, NotFound
+from earwitness.api.deps import Principal, PrincipalDep, RuntimeDep, SessionDep
+from earwitness.api.permissions import CallScope, call_in_scope, call_scope, sees_full_numbers
+from earwitness.errors import BadInput, Forbidden, NotFound
+from earwitness.masking import redact
 from earwitness.models import Call
 from earwitness.runtime import Runtime
 from earwitness.telephony.persist import SlaDefaults
 from earwitness.telephony.queries import (
     CallFilter,
+    agent_board,
     agent_states,
+    call_movement,
     call_records,
     call_summary,
     count_calls,
@@ -34,6 +38,7 @@ from earwitness.telephony.queries import (
 from earwitness.telephony.sla import live_snapshot, summarise
 
 router = APIRouter(tags=["calls"])
+T = TypeVar("T")
 
 
 class CallOut(BaseModel):
@@ -78,11 +83,35 @@ class AttemptOut(BaseModel):
     result: str
 
 
+class QueueVisitOut(BaseModel):
+    queue: str
+    joined_at: datetime
+    left_at: datetime | None
+    wait_s: float | None
+    result: str | None
+
+
+class TransferOut(BaseModel):
+    kind: str
+    at: datetime
+    transferer: str | None
+    target: str | None
+    result: str | None
+    answered: bool
+    answered_at: datetime | None
+    answered_by: str | None
+
+
 class CallDetail(CallOut):
+    """One call; ``queue`` is its owner (the answering queue), ``queues`` every queue it
+    waited in with the wait there (overflow), ``transfers`` who passed it on to whom."""
+
     caller_name: str | None
     hangup_cause: str | None
     attempts: list[AttemptOut]
     events: list[CallEventOut]
+    queues: list[QueueVisitOut]
+    transfers: list[TransferOut]
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:
@@ -91,6 +120,35 @@ def _aware(value: datetime | None, name: str) -> datetime | None:
     if value.tzinfo is None:
         raise BadInput(f"{name} needs a timezone (e.g. 2026-11-26T08:00:00+08:00 or ...Z)")
     return value
+
+
+def _scoped(f: CallFilter, scope: CallScope) -> CallFilter | None:
+    """The filter narrowed to what the user may see; None when that is nothing."""
+    if scope.nothing or (scope.agent is not None and f.agent not in (None, scope.agent)):
+        return None
+    if scope.queues and f.queue is not None and f.queue not in scope.queues:
+        return None
+    return replace(f, agent=scope.agent or f.agent, queues=scope.queues)
+
+
+def check_call_scope(session: Any, scope: CallScope, call_id: int) -> Call:
+    """The call, if the user may see it: 404 when missing, 403 when not theirs."""
+    row: Call | None = session.get(Call, call_id)
+    if row is None:
+        raise NotFound(f"call {call_id} does not exist")
+    _check_row(scope, row)
+    return row
+
+
+def _check_row(scope: CallScope, row: Call) -> None:
+    names = (row.agent.interface, row.agent.name) if row.agent else ()
+    if not call_in_scope(scope, names, row.queue.name if row.queue else None):
+        raise Forbidden(f"call {row.id} is not one of your calls")
+
+
+def shown(principal: Principal, data: T, numbers: Any) -> T:
+    """``data`` as this user may see it: phone numbers masked unless their role needs them."""
+    return data if sees_full_numbers(principal) else redact(data, numbers)
 
 
 def _filter(
@@ -115,7 +173,7 @@ Outcome = Literal[
 @router.get("/api/calls", response_model=CallPage)
 def list_calls(
     session: SessionDep,
-    _: PrincipalDep,
+    who: PrincipalDep,
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
     queue: str | None = None,
@@ -126,8 +184,14 @@ def list_calls(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    """Calls, newest first; ``from``/``to`` bound the time the caller started ringing."""
-    f = _filter(start, end, queue, agent, outcome, caller, min_rings)
+    """Calls, newest first; ``from``/``to`` bound the time the caller started ringing.
+
+    Agents get their own calls, leads their queues' calls; numbers are masked for roles
+    that do not call customers back."""
+    scoped = _scoped(_filter(start, end, queue, agent, outcome, caller, min_rings), call_scope(who))
+    if scoped is None:
+        return {"total": 0, "limit": limit, "offset": offset, "items": []}
+    f = scoped
     rows = session.scalars(
         filtered_calls(f)
         .options(selectinload(Call.recordings))  # recording_id of each row in one query
@@ -135,20 +199,19 @@ def list_calls(
         .limit(limit)
         .offset(offset)
     ).unique()
+    items = [call_summary(r) for r in rows]
     return {
         "total": count_calls(session, f),
         "limit": limit,
         "offset": offset,
-        "items": [call_summary(r) for r in rows],
+        "items": shown(who, items, {i["caller"] for i in items}),
     }
 
 
 @router.get("/api/calls/{call_id}", response_model=CallDetail)
-def read_call(call_id: int, session: SessionDep, _: PrincipalDep) -> dict[str, Any]:
-    row = session.get(Call, call_id)
-    if row is None:
-        raise NotFound(f"call {call_id} does not exist")
-    return {
+def read_call(call_id: int, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
+    row = check_call_scope(session, call_scope(who), call_id)
+    detail = {
         **call_summary(row),
         "caller_name": row.caller_name,
         "hangup_cause": row.hangup_cause,
@@ -171,7 +234,9 @@ def read_call(call_id: int, session: SessionDep, _: PrincipalDep) -> dict[str, A
             }
             for e in row.events
         ],
+        **call_movement(row),
     }
+    return shown(who, detail, {row.caller})
 
 
 def _defaults(runtime: Runtime) -> SlaDefaults:
@@ -189,7 +254,7 @@ def _zone(tz: str) -> ZoneInfo:
 def sla(
     runtime: RuntimeDep,
     session: SessionDep,
-    _: PrincipalDep,
+    who: PrincipalDep,
     group_by: Literal["queue", "agent", "hour", "day", "total"] = "queue",
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
@@ -202,8 +267,8 @@ def sla(
     Each queue is measured against its own target; other groupings use the target of
     ``queue`` if given, else the default (3 rings, China cadence unless configured).
     """
-    f = _filter(start, end, queue, agent, None, None)
-    records = call_records(session, f)
+    scoped = _scoped(_filter(start, end, queue, agent, None, None), call_scope(who))
+    records = call_records(session, scoped) if scoped is not None else []
     zone = _zone(tz)
     defaults = _defaults(runtime)
     groups: list[Any] = []
@@ -223,9 +288,12 @@ def _live(runtime: Runtime) -> dict[str, Any]:
     with runtime.db.session() as session:
         in_progress = call_records(session, CallFilter(outcome="in_progress"))
         states = agent_states(session)
+        now = datetime.now(UTC)
+        day = now.replace(hour=0, minute=0, second=0, microsecond=0)  # UTC day
+        members = agent_board(session, day, now)
         target = target_of(session, None, _defaults(runtime))
         ami = runtime.services.get("ami")
-    snap = live_snapshot(in_progress, datetime.now(UTC), target, states)
+    snap = live_snapshot(in_progress, now, target, states)
     waiting = [
         {
             "caller": r.caller,
@@ -240,23 +308,31 @@ def _live(runtime: Runtime) -> dict[str, Any]:
         {
             **asdict(snap),
             "agents": states,
+            # Queue members as app_queue reports them: state now (paused + reason, available,
+            # in_call, ringing, logged_out...), since when, seconds in each state today (UTC).
+            "members": members,
             "waiting": waiting,
             "pbx": ami.health() if ami is not None else {"configured": False},
         }
     )
 
 
+def _live_for(runtime: Runtime, who: Principal) -> dict[str, Any]:
+    snapshot = _live(runtime)
+    return shown(who, snapshot, {w["caller"] for w in snapshot["waiting"]})
+
+
 @router.get("/api/live")
-def live(runtime: RuntimeDep, _: PrincipalDep) -> dict[str, Any]:
+def live(runtime: RuntimeDep, who: PrincipalDep) -> dict[str, Any]:
     """The wallboard now: calls waiting, longest wait (s and rings), agents ringing/talking."""
-    return _live(runtime)
+    return _live_for(runtime, who)
 
 
 @router.get("/api/live/stream")
 async def live_stream(
     request: Request,
     runtime: RuntimeDep,
-    _: PrincipalDep,
+    who: PrincipalDep,
     interval_s: Annotated[float, Query(ge=0.2, le=60)] = 1.0,
     max_events: Annotated[int | None, Query(ge=1)] = None,
 ) -> StreamingResponse:
@@ -265,7 +341,7 @@ async def live_stream(
     async def events() -> AsyncIterator[bytes]:
         sent = 0
         while not await request.is_disconnected():
-            payload = await asyncio.to_thread(_live, runtime)
+            payload = await asyncio.to_thread(_live_for, runtime, who)
             yield f"event: snapshot\ndata: {json.dumps(payload)}\n\n".encode()
             sent += 1
             if max_events is not None and sent >= max_events:
@@ -276,8 +352,9 @@ async def live_stream(
 
 
 @router.get("/api/calls/by-linkedid/{linkedid}", response_model=CallOut)
-def call_by_linkedid(linkedid: str, session: SessionDep, _: PrincipalDep) -> dict[str, Any]:
+def call_by_linkedid(linkedid: str, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
     row = session.scalar(select(Call).where(Call.linkedid == linkedid))
     if row is None:
         raise NotFound(f"no call with linkedid {linkedid}")
-    return call_summary(row)
+    _check_row(call_scope(who), row)
+    return shown(who, call_summary(row), {row.caller})

@@ -12,7 +12,9 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from earwitness.api.deps import Principal, PrincipalDep, RuntimeDep, SessionDep, require_role
+from earwitness.api.deps import Principal, PrincipalDep, RuntimeDep, SessionDep
+from earwitness.api.permissions import call_scope, sees_full_numbers
+from earwitness.api.routes.calls import check_call_scope
 from earwitness.cases import lifecycle as lc
 from earwitness.cases.deadlines import list_deadlines
 from earwitness.cases.from_call import open_from_call, refresh_facts, review_fact
@@ -22,13 +24,11 @@ from earwitness.cases.timeline import build_timeline
 from earwitness.evidence.bundle import write_bundle
 from earwitness.evidence.sniff import attachment, safe_member_name
 from earwitness.evidence.store import CHUNK
+from earwitness.masking import mask_phone, redact
 from earwitness.models import Call, Case, case_calls, utcnow
 from earwitness.runtime import Runtime
 
 router = APIRouter(tags=["cases"])
-Staff = Annotated[Principal, require_role("agent", "investigator", "supervisor")]
-Investigator = Annotated[Principal, require_role("investigator", "supervisor")]
-Reader = Annotated[Principal, require_role("investigator", "supervisor", "qa")]
 
 
 def _policy(runtime: Runtime) -> Policy:
@@ -92,7 +92,7 @@ def case_summary(case: Case, *, masked: bool) -> dict[str, Any]:
     return {
         "id": case.id,
         "number": case.number,
-        "complainant_phone": lc.mask_phone(case.complainant_phone)
+        "complainant_phone": mask_phone(case.complainant_phone)
         if masked
         else case.complainant_phone,
         "complainant_name": case.complainant_name,
@@ -116,7 +116,7 @@ def case_detail(session: Any, policy: Policy, case: Case, principal: Principal) 
     calls = session.scalars(
         select(case_calls.c.call_id).where(case_calls.c.case_id == case.id)
     ).all()
-    return case_summary(case, masked=principal.role in ("viewer", "qa")) | {
+    return case_summary(case, masked=not sees_full_numbers(principal)) | {
         "source_call_id": case.source_call_id,
         "call_ids": sorted(calls),
         "facts": case.facts or {},
@@ -162,7 +162,9 @@ def list_cases(
 
 
 @router.post("/api/cases", status_code=201)
-def create(body: CaseIn, runtime: RuntimeDep, session: SessionDep, who: Staff) -> dict[str, Any]:
+def create(
+    body: CaseIn, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
+) -> dict[str, Any]:
     policy = _policy(runtime)
     case = lc.create_case(session, policy, actor=who.username, **body.model_dump())
     return case_detail(session, policy, case, who)
@@ -170,9 +172,10 @@ def create(body: CaseIn, runtime: RuntimeDep, session: SessionDep, who: Staff) -
 
 @router.post("/api/calls/{call_id}/case", status_code=201)
 def create_from_call(
-    call_id: int, body: CaseFromCallIn, runtime: RuntimeDep, session: SessionDep, who: Staff
+    call_id: int, body: CaseFromCallIn, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
 ) -> dict[str, Any]:
     """Open a case from a call: links all earlier calls of the number, suggests facts."""
+    check_call_scope(session, call_scope(who), call_id)
     policy = _policy(runtime)
     case = open_from_call(session, policy, call_id, actor=who.username, **body.model_dump())
     return case_detail(session, policy, case, who)
@@ -193,7 +196,7 @@ def deadlines(
 def review(
     runtime: RuntimeDep,
     session: SessionDep,
-    _: Reader,
+    _: PrincipalDep,
     week: date | None = None,
     format: Literal["json", "html", "csv"] = "json",
 ) -> dict[str, Any] | HTMLResponse | PlainTextResponse:
@@ -219,7 +222,7 @@ def read_case(
 
 @router.patch("/api/cases/{case_id}")
 def patch_case(
-    case_id: int, body: CasePatch, runtime: RuntimeDep, session: SessionDep, who: Investigator
+    case_id: int, body: CasePatch, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
 ) -> dict[str, Any]:
     policy = _policy(runtime)
     case = lc.get_case(session, case_id)
@@ -229,7 +232,7 @@ def patch_case(
 
 @router.post("/api/cases/{case_id}/status")
 def set_status(
-    case_id: int, body: StatusIn, runtime: RuntimeDep, session: SessionDep, who: Staff
+    case_id: int, body: StatusIn, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
 ) -> dict[str, Any]:
     case = lc.change_status(
         session, lc.get_case(session, case_id), body.to, who.username, body.note
@@ -239,7 +242,7 @@ def set_status(
 
 @router.post("/api/cases/{case_id}/handover")
 def hand_over(
-    case_id: int, body: HandoverIn, runtime: RuntimeDep, session: SessionDep, who: Staff
+    case_id: int, body: HandoverIn, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
 ) -> dict[str, Any]:
     """Explicit, recorded hand-over: the only way ownership moves (first-ask rule)."""
     case = lc.handover(session, lc.get_case(session, case_id), body.to, who.username, body.reason)
@@ -247,7 +250,9 @@ def hand_over(
 
 
 @router.post("/api/cases/{case_id}/actions", status_code=201)
-def add_action(case_id: int, body: ActionIn, session: SessionDep, who: Staff) -> dict[str, Any]:
+def add_action(
+    case_id: int, body: ActionIn, session: SessionDep, who: PrincipalDep
+) -> dict[str, Any]:
     """Milestones (response, solution, contact, follow_up with satisfied) and notes."""
     case = lc.get_case(session, case_id)
     action = lc.record_action(session, case, body.kind, who.username, body.text, body.data)
@@ -255,7 +260,9 @@ def add_action(case_id: int, body: ActionIn, session: SessionDep, who: Staff) ->
 
 
 @router.post("/api/cases/{case_id}/promises", status_code=201)
-def promise(case_id: int, body: PromiseIn, session: SessionDep, who: Staff) -> dict[str, Any]:
+def promise(
+    case_id: int, body: PromiseIn, session: SessionDep, who: PrincipalDep
+) -> dict[str, Any]:
     """Record a time commitment made to the customer (seed 004)."""
     case = lc.get_case(session, case_id)
     action = lc.add_promise(
@@ -270,20 +277,22 @@ def promise(case_id: int, body: PromiseIn, session: SessionDep, who: Staff) -> d
 
 
 @router.post("/api/cases/{case_id}/promises/{promise_id}/kept")
-def promise_kept(case_id: int, promise_id: int, session: SessionDep, who: Staff) -> dict[str, Any]:
+def promise_kept(
+    case_id: int, promise_id: int, session: SessionDep, who: PrincipalDep
+) -> dict[str, Any]:
     case = lc.get_case(session, case_id)
     lc.keep_promise(session, case, promise_id, who.username)
     return next(p for p in lc.promise_states(case, utcnow()) if p["id"] == promise_id)
 
 
 @router.post("/api/cases/{case_id}/facts/refresh")
-def facts_refresh(case_id: int, session: SessionDep, _: Investigator) -> dict[str, Any]:
+def facts_refresh(case_id: int, session: SessionDep, _: PrincipalDep) -> dict[str, Any]:
     return refresh_facts(session, case_id)
 
 
 @router.post("/api/cases/{case_id}/facts/{fact_id}")
 def fact_review(
-    case_id: int, fact_id: int, body: FactReviewIn, session: SessionDep, who: Staff
+    case_id: int, fact_id: int, body: FactReviewIn, session: SessionDep, who: PrincipalDep
 ) -> dict[str, Any]:
     """Confirm, edit or reject a suggested fact; the change is an action on record."""
     return review_fact(
@@ -293,9 +302,12 @@ def fact_review(
 
 @router.get("/api/cases/{case_id}/timeline")
 def timeline(
-    case_id: int, runtime: RuntimeDep, session: SessionDep, _: PrincipalDep
+    case_id: int, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
 ) -> dict[str, Any]:
-    return build_timeline(session, _policy(runtime), case_id)
+    data = build_timeline(session, _policy(runtime), case_id)
+    if sees_full_numbers(who):
+        return data
+    return redact(data, _case_numbers(session, case_id))
 
 
 @router.get("/api/cases/{case_id}/bundle")
@@ -303,7 +315,7 @@ def bundle(
     case_id: int,
     runtime: RuntimeDep,
     session: SessionDep,
-    who: Reader,
+    who: PrincipalDep,
     allow_tampered: Annotated[
         bool,
         Query(
@@ -347,8 +359,9 @@ def bundle(
 
 
 @router.get("/api/cases/{case_id}/calls")
-def case_calls_list(case_id: int, session: SessionDep, _: PrincipalDep) -> list[dict[str, Any]]:
+def case_calls_list(case_id: int, session: SessionDep, who: PrincipalDep) -> list[dict[str, Any]]:
     lc.get_case(session, case_id)
+    full = sees_full_numbers(who)
     calls = session.scalars(
         select(Call)
         .join(case_calls, case_calls.c.call_id == Call.id)
@@ -363,7 +376,18 @@ def case_calls_list(case_id: int, session: SessionDep, _: PrincipalDep) -> list[
             "wait_s": c.wait_s,
             "rings": c.rings,
             "outcome": c.outcome,
-            "caller": lc.mask_phone(c.caller),
+            "caller": c.caller if full else mask_phone(c.caller),
         }
         for c in calls
     ]
+
+
+def _case_numbers(session: Any, case_id: int) -> set[str | None]:
+    """The complainant's number and every linked call's caller number."""
+    case = lc.get_case(session, case_id)
+    callers = session.scalars(
+        select(Call.caller)
+        .join(case_calls, case_calls.c.call_id == Call.id)
+        .where(case_calls.c.case_id == case_id)
+    ).all()
+    return {case.complainant_phone, *callers}

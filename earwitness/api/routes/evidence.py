@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
-from earwitness.api.deps import Principal, PrincipalDep, RuntimeDep, SessionDep, require_role
+from earwitness.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from earwitness.evidence import custody
 from earwitness.evidence.intake import (
     IntakeRequest,
@@ -31,10 +31,6 @@ from earwitness.evidence.verify import verify
 from earwitness.models import CustodyEntry, Evidence
 
 router = APIRouter(tags=["evidence"])
-Filer = Annotated[
-    Principal, require_role("investigator", "supervisor", "agent")
-]  # who may file evidence
-Reader = Annotated[Principal, require_role("investigator", "supervisor", "qa")]
 
 
 class EvidenceOut(BaseModel):
@@ -69,7 +65,7 @@ def file_evidence(
     case_id: int,
     runtime: RuntimeDep,
     session: SessionDep,
-    principal: Filer,
+    principal: PrincipalDep,
     file: Annotated[UploadFile, File(description="any file: recording, track, photo, ...")],
     source: Annotated[str, Form()] = "upload",
     kind: Annotated[str | None, Form()] = None,
@@ -99,7 +95,7 @@ def read_evidence(evidence_id: int, session: SessionDep, _: PrincipalDep) -> Evi
 
 @router.get("/api/evidence/{evidence_id}/content")
 def evidence_content(
-    evidence_id: int, runtime: RuntimeDep, session: SessionDep, principal: Reader
+    evidence_id: int, runtime: RuntimeDep, session: SessionDep, principal: PrincipalDep
 ) -> StreamingResponse:
     """The stored bytes, checked against the intake hash; every read is a ``view`` entry.
 
@@ -130,7 +126,7 @@ def supersede_evidence(
     evidence_id: int,
     runtime: RuntimeDep,
     session: SessionDep,
-    principal: Filer,
+    principal: PrincipalDep,
     file: Annotated[UploadFile, File()],
     reason: Annotated[str, Form(min_length=1)],
     source: Annotated[str, Form()] = "upload",

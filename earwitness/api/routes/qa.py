@@ -10,15 +10,15 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from earwitness.api.deps import Principal, RuntimeDep, SessionDep, require_role
-from earwitness.errors import BadInput
-from earwitness.models import QaResult, utcnow
+from earwitness.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from earwitness.api.permissions import call_scope
+from earwitness.api.routes.calls import check_call_scope
+from earwitness.errors import BadInput, Forbidden, NotFound
+from earwitness.models import QaResult, Recording, utcnow
 from earwitness.qa.report import agents_html, call_html
 from earwitness.qa.store import agent_scorecards, audit_recording, scorecard, set_override
 
 router = APIRouter(tags=["qa"])
-Reader = Annotated[Principal, require_role("qa", "supervisor", "investigator")]
-Reviewer = Annotated[Principal, require_role("qa", "supervisor")]
 
 
 class OverrideIn(BaseModel):
@@ -37,10 +37,20 @@ def call_scorecard(
     recording_id: int,
     runtime: RuntimeDep,
     session: SessionDep,
-    _: Reader,
+    who: PrincipalDep,
     format: Literal["json", "html"] = "json",  # noqa: A002
 ) -> dict[str, Any] | HTMLResponse:
-    """The call's scorecard; audited now (words and timing) if no audit job has run yet."""
+    """The call's scorecard; audited now (words and timing) if no audit job has run yet.
+
+    An agent sees the scorecards of their own calls only."""
+    scope = call_scope(who)
+    if not scope.everything:
+        recording = session.get(Recording, recording_id)
+        if recording is None:
+            raise NotFound(f"recording {recording_id} does not exist")
+        if recording.call_id is None:
+            raise Forbidden(f"recording {recording_id} is not one of your calls")
+        check_call_scope(session, scope, recording.call_id)
     exists = session.scalar(select(QaResult.id).where(QaResult.recording_id == recording_id))
     if exists is None:
         audit_recording(session, recording_id, rules_file=runtime.settings.qa_rules_file)
@@ -50,7 +60,7 @@ def call_scorecard(
 
 @router.post("/api/qa/calls/{recording_id}/audit")
 def reaudit(
-    recording_id: int, runtime: RuntimeDep, session: SessionDep, _: Reviewer
+    recording_id: int, runtime: RuntimeDep, session: SessionDep, _: PrincipalDep
 ) -> dict[str, Any]:
     """Audit again now (after a rules change); overrides are kept."""
     audit_recording(session, recording_id, rules_file=runtime.settings.qa_rules_file)
@@ -59,7 +69,7 @@ def reaudit(
 
 @router.put("/api/qa/calls/{recording_id}/overrides/{rule_id}")
 def override(
-    recording_id: int, rule_id: str, body: OverrideIn, session: SessionDep, who: Reviewer
+    recording_id: int, rule_id: str, body: OverrideIn, session: SessionDep, who: PrincipalDep
 ) -> dict[str, Any]:
     """Calibration: a QA person sets one rule's result; who, when and why are kept."""
     return set_override(session, recording_id, rule_id, body.status, body.reason, who.username)
@@ -68,13 +78,17 @@ def override(
 @router.get("/api/qa/agents", response_model=None)
 def agents(
     session: SessionDep,
-    _: Reader,
+    who: PrincipalDep,
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
     agent: str | None = None,
     format: Literal["json", "html"] = "json",  # noqa: A002
 ) -> dict[str, Any] | HTMLResponse:
-    """Per-agent scorecards over [from, to) (default: the last 7 days)."""
+    """Per-agent scorecards over [from, to) (default: the last 7 days); an agent's own only."""
+    scope = call_scope(who)
+    if scope.nothing or (scope.agent is not None and agent not in (None, scope.agent)):
+        raise Forbidden("agents see their own scorecards only")
+    agent = scope.agent or agent
     stop = _aware(end, "to") if end else utcnow()
     begin = _aware(start, "from") if start else stop - timedelta(days=7)
     data = agent_scorecards(session, begin, stop, agent=agent)

@@ -12,7 +12,7 @@ import os
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
@@ -20,6 +20,7 @@ from starlette.background import BackgroundTask
 
 from earwitness.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from earwitness.errors import BadInput, NotFound, TamperedEvidence
+from earwitness.evidence import custody
 from earwitness.evidence.intake import (
     intake_hash,
     recording_evidence,
@@ -125,7 +126,11 @@ def read_recording(recording_id: int, session: SessionDep, _: PrincipalDep) -> R
 
 @router.get("/{recording_id}/audio", response_class=FileResponse)
 def recording_audio(
-    recording_id: int, session: SessionDep, runtime: RuntimeDep, _: PrincipalDep
+    recording_id: int,
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    who: PrincipalDep,
 ) -> FileResponse:
     """The stored bytes; HTTP Range requests are answered with 206 so players can seek.
 
@@ -148,6 +153,17 @@ def recording_audio(
                 f"intake hash is {expected[:12]}…; the row was changed after intake"
             )
     copy = verified_temp_file(runtime.blobs, expected, label)
+    if evidence is not None:  # every play is on the custody record, under the user's name
+        byte_range = request.headers.get("range")
+        custody.append(
+            session,
+            evidence,
+            "view",
+            actor=who.username,
+            detail="audio played through the API",
+            data={"recording_id": recording.id, **({"range": byte_range} if byte_range else {})},
+        )
+        session.commit()
     media = MEDIA_TYPES.get(recording.format or "", "application/octet-stream")
     return FileResponse(
         copy,

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from earwitness.api.deps import PrincipalDep, SessionDep
+from earwitness.api.permissions import sees_full_numbers
+from earwitness.masking import mask_phone
 from earwitness.search import CallerHistory, SearchFilter, SearchOptions, SearchResult, search
 from earwitness.search.history import caller_history
 from earwitness.search.query import MAX_QUERY_CHARS
@@ -22,7 +24,7 @@ router = APIRouter(prefix="/api/search", tags=["search"])
 @router.get("", response_model=SearchResult)
 def search_transcripts(
     session: SessionDep,
-    _: PrincipalDep,
+    who: PrincipalDep,
     q: Annotated[
         str,
         Query(
@@ -67,7 +69,12 @@ def search_transcripts(
     options = SearchOptions(
         sort=sort, limit=limit, offset=offset, group_by_call=group == "call", fuzzy=fuzzy
     )
-    return search(session, q, filters, options)
+    result = search(session, q, filters, options)
+    if not sees_full_numbers(who):
+        hits = [*result.hits, *(h for g in result.groups or [] for h in g.hits)]
+        for hit in hits:
+            hit.caller = mask_phone(hit.caller)
+    return result
 
 
 @router.get("/callers/{number}", response_model=CallerHistory)

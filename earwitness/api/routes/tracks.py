@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, File, Form, UploadFile
 from pydantic import BaseModel, ConfigDict
 
-from earwitness.api.deps import Principal, PrincipalDep, RuntimeDep, SessionDep, require_role
+from earwitness.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from earwitness.errors import BadInput, NotFound, PayloadTooLarge
 from earwitness.evidence.intake import IntakeRequest
 from earwitness.evidence.track_store import file_track, reanalyze
@@ -18,7 +18,6 @@ from earwitness.evidence.tracks.params import analysis_params, parse_options
 from earwitness.models import Track
 
 router = APIRouter(tags=["tracks"])
-Investigator = Annotated[Principal, require_role("investigator", "supervisor")]
 
 PARAMS_HELP = (
     'JSON object, e.g. {"destination": "22.54,114.05,customer", "promised_at": '
@@ -88,7 +87,7 @@ async def file_case_track(
     case_id: int,
     runtime: RuntimeDep,
     session: SessionDep,
-    principal: Investigator,
+    principal: PrincipalDep,
     file: Annotated[UploadFile, File()],
     params: Annotated[str | None, Form(description=PARAMS_HELP)] = None,
     options: Annotated[str | None, Form(description=OPTIONS_HELP)] = None,
@@ -120,7 +119,7 @@ def reanalyze_track(
     track_id: int,
     runtime: RuntimeDep,
     session: SessionDep,
-    principal: Investigator,
+    principal: PrincipalDep,
     body: Annotated[ReanalyzeIn, Body()],
 ) -> dict[str, Any]:
     """Run the analysis again with other parameters; recorded in the custody log."""

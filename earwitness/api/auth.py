@@ -1,0 +1,105 @@
+"""Authentication and the authorisation gate every route passes through.
+
+:func:`authorize` is installed as an app-wide dependency. For the matched route it
+looks up the rule in :mod:`earwitness.api.permissions` (no entry: refused for
+everyone), authenticates the caller when the route is not public, enforces CSRF on
+cookie-authenticated unsafe requests and refuses roles the rule does not name —
+all before the view runs. Views receive the resulting :class:`Principal`.
+
+Credentials, in order: ``X-API-Key`` or ``Authorization: Bearer`` (automation), then
+the ``ew_session`` cookie (browsers). Outcomes are deliberately distinct:
+
+- no credentials → 401; an unknown or revoked key → 401;
+- a session cookie that is forged, expired, logged out or of a disabled user → 403
+  (the browser holds a credential that is no longer any good; logging in again helps);
+- the right credentials but the wrong role → 403.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from earwitness.accounts.keys import find_key
+from earwitness.accounts.principal import Principal
+from earwitness.accounts.sessions import live_session
+from earwitness.api import csrf
+from earwitness.api.permissions import rule_for
+from earwitness.errors import AuthError, Forbidden
+from earwitness.models import utcnow
+from earwitness.runtime import Runtime
+
+SESSION_COOKIE = "ew_session"
+
+
+def _presented_key(request: Request) -> str | None:
+    key = request.headers.get("x-api-key")
+    authorization = request.headers.get("authorization", "")
+    if key is None and authorization.lower().startswith("bearer "):
+        key = authorization[7:].strip()
+    return key or None
+
+
+async def authenticate(request: Request, runtime: Runtime) -> Principal | None:
+    """The caller, or None when they sent no credentials; bad credentials raise."""
+    key = _presented_key(request)
+    if key is not None:
+        with runtime.db.session() as session:
+            row = find_key(session, key)
+            if row is None:
+                raise AuthError("unknown or revoked API key")
+            row.last_used_at = utcnow()
+            return Principal.of(row.user, via="key")
+    token = request.cookies.get(SESSION_COOKIE)
+    if token is None:
+        return None
+    with runtime.db.session() as session:
+        live = live_session(session, token)
+        if live is None:
+            raise Forbidden("this session has expired or ended; log in again")
+        principal = Principal.of(live.user, via="session")
+    await csrf.check_session_request(request, token)
+    return principal
+
+
+def route_path(request: Request) -> str:
+    """The matched route's declared path (``/api/cases/{case_id}``), from the table
+    :func:`earwitness.api.app.create_app` builds of every endpoint it includes."""
+    table: dict[tuple[object, str], str] = getattr(request.app.state, "route_paths", {})
+    method = "GET" if request.method == "HEAD" else request.method
+    return table.get((request.scope.get("endpoint"), method), request.url.path)
+
+
+async def authorize(request: Request) -> Principal | None:
+    """App-wide gate: the permission matrix decides before any view runs."""
+    path = route_path(request)
+    rule = rule_for(request.method, path)
+    if rule is None:
+        raise Forbidden(f"{request.method} {path} has no entry in the permission matrix")
+    runtime: Runtime = request.app.state.runtime
+    if rule.public:  # a stale cookie must not lock anyone out of the login form
+        try:
+            principal = await authenticate(request, runtime)
+        except AuthError:
+            principal = None
+        request.state.principal = principal
+        return principal
+    principal = await authenticate(request, runtime)
+    request.state.principal = principal
+    if principal is None:
+        raise AuthError("log in, or send an API key (X-API-Key or Authorization: Bearer)")
+    if not rule.permits(principal.role):
+        raise Forbidden(f"role {principal.role!r} may not {request.method} {path}")
+    return principal
+
+
+def current_principal(request: Request) -> Principal:
+    """The principal :func:`authorize` admitted (only on routes that need a login)."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:  # a public route asking for a user: a wiring mistake
+        raise AuthError("this route needs a logged-in user")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
