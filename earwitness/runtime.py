@@ -7,6 +7,8 @@ key, worker, tracker) happens the same way whichever front door is used.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -132,3 +134,15 @@ class Runtime:
         if self.worker is not None:
             self.worker.stop()
         self.db.dispose()
+
+
+@contextmanager
+def configured_runtime() -> Iterator[Runtime]:
+    """The runtime a CLI command works on: settings from the environment/TOML, closed after."""
+    from earwitness.config import load_settings
+
+    runtime = Runtime.open(load_settings())
+    try:
+        yield runtime
+    finally:
+        runtime.close()

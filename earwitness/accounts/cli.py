@@ -8,16 +8,14 @@ is printed once, at creation.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from earwitness.errors import BadInput
-
-if TYPE_CHECKING:
-    from earwitness.runtime import Runtime
+from earwitness.runtime import configured_runtime
 
 console = Console()
 users_app = typer.Typer(
@@ -30,13 +28,6 @@ def _read_password() -> str:
     if not password:
         raise BadInput("no password on standard input")
     return password
-
-
-def _runtime() -> Runtime:
-    from earwitness.config import load_settings
-    from earwitness.runtime import Runtime
-
-    return Runtime.open(load_settings())
 
 
 @users_app.command("add")
@@ -58,21 +49,17 @@ def users_add(
     from earwitness.accounts.users import create_user
 
     password = _read_password() if password_stdin else None
-    runtime = _runtime()
-    try:
-        with runtime.db.session() as session:
-            user = create_user(
-                session,
-                name,
-                role,
-                password=password,
-                display_name=display_name,
-                pbx_agent=agent,
-                queues=queue or (),
-            )
-            console.print(f"user [bold]{user.username}[/] ({user.role}) added, id {user.id}")
-    finally:
-        runtime.close()
+    with configured_runtime() as runtime, runtime.db.session() as session:
+        user = create_user(
+            session,
+            name,
+            role,
+            password=password,
+            display_name=display_name,
+            pbx_agent=agent,
+            queues=queue or (),
+        )
+        console.print(f"user [bold]{user.username}[/] ({user.role}) added, id {user.id}")
 
 
 @users_app.command("list")
@@ -80,23 +67,19 @@ def users_list() -> None:
     """Every user: role, active, password set, linked PBX agent, queues."""
     from earwitness.accounts.users import list_users
 
-    runtime = _runtime()
-    try:
-        with runtime.db.session() as session:
-            table = Table("id", "username", "role", "active", "password", "agent", "queues")
-            for u in list_users(session):
-                table.add_row(
-                    str(u.id),
-                    u.username,
-                    u.role,
-                    "yes" if u.active else "disabled",
-                    "set" if u.password_hash else "-",
-                    u.pbx_agent or "-",
-                    ", ".join(u.queues or []) or "all" if u.role == "lead" else "-",
-                )
-            console.print(table)
-    finally:
-        runtime.close()
+    with configured_runtime() as runtime, runtime.db.session() as session:
+        table = Table("id", "username", "role", "active", "password", "agent", "queues")
+        for u in list_users(session):
+            table.add_row(
+                str(u.id),
+                u.username,
+                u.role,
+                "yes" if u.active else "disabled",
+                "set" if u.password_hash else "-",
+                u.pbx_agent or "-",
+                ", ".join(u.queues or []) or "all" if u.role == "lead" else "-",
+            )
+        console.print(table)
 
 
 @users_app.command("set-role")
@@ -106,13 +89,9 @@ def users_set_role(
     """Change a user's role (takes effect on their next request)."""
     from earwitness.accounts.users import get_user, set_role
 
-    runtime = _runtime()
-    try:
-        with runtime.db.session() as session:
-            set_role(session, get_user(session, name), role)
-            console.print(f"{name} is now {role}")
-    finally:
-        runtime.close()
+    with configured_runtime() as runtime, runtime.db.session() as session:
+        set_role(session, get_user(session, name), role)
+        console.print(f"{name} is now {role}")
 
 
 @users_app.command("set-password")
@@ -128,13 +107,9 @@ def users_set_password(
     if not password_stdin:
         raise BadInput("pass the password on standard input with --password-stdin")
     password = _read_password()
-    runtime = _runtime()
-    try:
-        with runtime.db.session() as session:
-            set_password(session, get_user(session, name), password)
-            console.print(f"password of {name} set")
-    finally:
-        runtime.close()
+    with configured_runtime() as runtime, runtime.db.session() as session:
+        set_password(session, get_user(session, name), password)
+        console.print(f"password of {name} set")
 
 
 @users_app.command("disable")
@@ -142,13 +117,9 @@ def users_disable(name: Annotated[str, typer.Argument()]) -> None:
     """Disable a user: their sessions and API keys stop working at once."""
     from earwitness.accounts.users import get_user, set_active
 
-    runtime = _runtime()
-    try:
-        with runtime.db.session() as session:
-            set_active(session, get_user(session, name), False)
-            console.print(f"{name} disabled; sessions ended, keys revoked")
-    finally:
-        runtime.close()
+    with configured_runtime() as runtime, runtime.db.session() as session:
+        set_active(session, get_user(session, name), False)
+        console.print(f"{name} disabled; sessions ended, keys revoked")
 
 
 @users_app.command("enable")
@@ -156,13 +127,9 @@ def users_enable(name: Annotated[str, typer.Argument()]) -> None:
     """Enable a disabled user again (their old keys stay revoked)."""
     from earwitness.accounts.users import get_user, set_active
 
-    runtime = _runtime()
-    try:
-        with runtime.db.session() as session:
-            set_active(session, get_user(session, name), True)
-            console.print(f"{name} enabled")
-    finally:
-        runtime.close()
+    with configured_runtime() as runtime, runtime.db.session() as session:
+        set_active(session, get_user(session, name), True)
+        console.print(f"{name} enabled")
 
 
 @users_app.command("login-url")
@@ -171,8 +138,7 @@ def users_login_url(name: Annotated[str, typer.Argument()]) -> None:
     from earwitness.accounts.sessions import issue_login_token
     from earwitness.accounts.users import get_user
 
-    runtime = _runtime()
-    try:
+    with configured_runtime() as runtime:
         with runtime.db.session() as session:
             token = issue_login_token(
                 session, get_user(session, name), runtime.settings.login_token_minutes
@@ -180,8 +146,6 @@ def users_login_url(name: Annotated[str, typer.Argument()]) -> None:
         console.print(
             login_url(runtime.settings.host, runtime.settings.port, token), soft_wrap=True
         )
-    finally:
-        runtime.close()
 
 
 def login_url(host: str, port: int, token: str) -> str:
@@ -199,15 +163,12 @@ def keys_create(
     from earwitness.accounts.keys import create_key
     from earwitness.accounts.users import get_user
 
-    runtime = _runtime()
-    try:
+    with configured_runtime() as runtime:
         with runtime.db.session() as session:
             row, secret = create_key(session, get_user(session, user), name)
             key_id = row.id
         console.print(f"API key {key_id} for {user} (shown once, store it now):", highlight=False)
         sys.stdout.write(secret + "\n")
-    finally:
-        runtime.close()
 
 
 def keys_list() -> None:
@@ -217,36 +178,29 @@ def keys_list() -> None:
     def when(value: object) -> str:
         return value.strftime("%Y-%m-%d %H:%M") if hasattr(value, "strftime") else "-"
 
-    runtime = _runtime()
-    try:
-        with runtime.db.session() as session:
-            table = Table("id", "name", "prefix", "user", "created", "last used", "revoked")
-            for k in list_keys(session):
-                table.add_row(
-                    str(k.id),
-                    k.name,
-                    k.prefix + "…",
-                    k.user.username,
-                    when(k.created_at),
-                    when(k.last_used_at),
-                    when(k.revoked_at),
-                )
-            console.print(table)
-    finally:
-        runtime.close()
+    with configured_runtime() as runtime, runtime.db.session() as session:
+        table = Table("id", "name", "prefix", "user", "created", "last used", "revoked")
+        for k in list_keys(session):
+            table.add_row(
+                str(k.id),
+                k.name,
+                k.prefix + "…",
+                k.user.username,
+                when(k.created_at),
+                when(k.last_used_at),
+                when(k.revoked_at),
+            )
+        console.print(table)
 
 
 def keys_revoke(key_id: Annotated[int, typer.Argument()]) -> None:
     """Revoke an API key: the next request with it gets 401."""
     from earwitness.accounts.keys import revoke_key
 
-    runtime = _runtime()
-    try:
+    with configured_runtime() as runtime:
         with runtime.db.session() as session:
             revoke_key(session, key_id)
         console.print(f"API key {key_id} revoked")
-    finally:
-        runtime.close()
 
 
 def register(app: typer.Typer, keys_app: typer.Typer) -> None:

@@ -31,31 +31,26 @@ def evidence_list(
     as_json: Annotated[bool, typer.Option("--json", help="print the items as JSON")] = False,
 ) -> None:
     """A case's evidence: id, kind, name, who filed it from where, and the intake note."""
-    from earwitness.config import load_settings
     from earwitness.evidence.intake import case_evidence, note_of, recording_id_of
-    from earwitness.runtime import Runtime
+    from earwitness.runtime import configured_runtime
 
-    runtime = Runtime.open(load_settings())
-    try:
-        with runtime.db.session() as session:
-            rows: list[dict[str, Any]] = [
-                {
-                    "id": e.id,
-                    "kind": e.kind,
-                    "original_name": e.original_name,
-                    "sha256": e.sha256,
-                    "size_bytes": e.size_bytes,
-                    "media_type": e.media_type,
-                    "received_at": e.received_at.isoformat(),
-                    "received_by": e.received_by,
-                    "source": e.source,
-                    "note": note_of(e),
-                    "recording_id": recording_id_of(e),
-                }
-                for e in case_evidence(session, case_id)
-            ]
-    finally:
-        runtime.close()
+    with configured_runtime() as runtime, runtime.db.session() as session:
+        rows: list[dict[str, Any]] = [
+            {
+                "id": e.id,
+                "kind": e.kind,
+                "original_name": e.original_name,
+                "sha256": e.sha256,
+                "size_bytes": e.size_bytes,
+                "media_type": e.media_type,
+                "received_at": e.received_at.isoformat(),
+                "received_by": e.received_by,
+                "source": e.source,
+                "note": note_of(e),
+                "recording_id": recording_id_of(e),
+            }
+            for e in case_evidence(session, case_id)
+        ]
     if as_json:
         sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
         return
@@ -75,16 +70,11 @@ def evidence_list(
 @evidence_app.command("register-recordings")
 def evidence_register_recordings() -> None:
     """File stored recordings that predate recordings-as-evidence (idempotent, no hashing)."""
-    from earwitness.config import load_settings
     from earwitness.recordings.intake import register_existing_recordings
-    from earwitness.runtime import Runtime
+    from earwitness.runtime import configured_runtime
 
-    runtime = Runtime.open(load_settings())
-    try:
-        with runtime.db.session() as session:
-            filed = register_existing_recordings(session)
-    finally:
-        runtime.close()
+    with configured_runtime() as runtime, runtime.db.session() as session:
+        filed = register_existing_recordings(session)
     console.print(
         f"filed {len(filed)} recording(s) as evidence"
         + (f": {', '.join(map(str, filed))}" if filed else " (all were already)"),
@@ -170,24 +160,19 @@ def verify_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Re-hash every stored file, check the signed custody chain; exit 1 naming what changed."""
-    from earwitness.config import load_settings
     from earwitness.evidence.signing import CustodyKeys
     from earwitness.evidence.verify import verify
-    from earwitness.runtime import Runtime
+    from earwitness.runtime import configured_runtime
 
-    runtime = Runtime.open(load_settings())
-    try:
-        with runtime.db.session() as session:
-            report = verify(
-                session,
-                runtime.blobs,
-                evidence_ids=evidence,
-                case_id=case,
-                full=full,
-                keys=CustodyKeys(runtime.settings),
-            )
-    finally:
-        runtime.close()
+    with configured_runtime() as runtime, runtime.db.session() as session:
+        report = verify(
+            session,
+            runtime.blobs,
+            evidence_ids=evidence,
+            case_id=case,
+            full=full,
+            keys=CustodyKeys(runtime.settings),
+        )
     if as_json:
         sys.stdout.write(json.dumps(report.as_dict(), indent=2) + "\n")
     else:
@@ -238,17 +223,12 @@ def keys_signing() -> None:
 @keys_app.command("timestamp")
 def keys_timestamp() -> None:
     """Get an RFC 3161 token from the configured TSA over the signed chain head."""
-    from earwitness.config import load_settings
     from earwitness.evidence.signing import CustodyKeys
     from earwitness.evidence.timestamps import timestamp_head
-    from earwitness.runtime import Runtime
+    from earwitness.runtime import configured_runtime
 
-    runtime = Runtime.open(load_settings())
-    try:
-        with runtime.db.session() as session:
-            result = timestamp_head(session, CustodyKeys(runtime.settings))
-    finally:
-        runtime.close()
+    with configured_runtime() as runtime, runtime.db.session() as session:
+        result = timestamp_head(session, CustodyKeys(runtime.settings))
     console.print(f"{result.status}: {result.detail}", highlight=False)
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -21,7 +19,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from earwitness.errors import BadInput
-from earwitness.runtime import Runtime
+from earwitness.runtime import configured_runtime
 
 console = Console()
 
@@ -40,17 +38,6 @@ search_app = typer.Typer(
     help='Search transcripts: earwitness search "refund promised" [--role agent ...].',
     no_args_is_help=True,
 )
-
-
-@contextmanager
-def _runtime() -> Iterator[Runtime]:
-    from earwitness.config import load_settings
-
-    runtime = Runtime.open(load_settings())
-    try:
-        yield runtime
-    finally:
-        runtime.close()
 
 
 def _when(value: str | None, name: str) -> datetime | None:
@@ -122,7 +109,7 @@ def query(
         group_by_call=by_call,
         fuzzy=fuzzy,
     )
-    with _runtime() as runtime, runtime.db.session() as session:
+    with configured_runtime() as runtime, runtime.db.session() as session:
         result = search(session, q, filters, options)
     if as_json:
         _json(asdict(result))
@@ -152,7 +139,7 @@ def reindex(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Rebuild the search index from every stored transcript."""
     from earwitness.search import reindex_all
 
-    with _runtime() as runtime:
+    with configured_runtime() as runtime:
         report = reindex_all(runtime.db)
     if as_json:
         _json(asdict(report))
@@ -168,7 +155,7 @@ def caller(
     """Caller history: all calls and cases of one number, newest first."""
     from earwitness.search import caller_history
 
-    with _runtime() as runtime, runtime.db.session() as session:
+    with configured_runtime() as runtime, runtime.db.session() as session:
         history = caller_history(session, number)
     if as_json:
         _json(asdict(history))
