@@ -128,6 +128,33 @@ class Settings(BaseSettings):
         default=None, description="PEM CA certificate(s) the TSA's tokens must chain to"
     )
     tsa_timeout_s: float = Field(default=30.0, gt=0)
+    # follow-ups (issue 21): the dialplan contexts of docs/README "Follow-up"
+    followup_dial_context: str = Field(
+        default="earwitness-followup-out",
+        description="context where exten <number> dials the customer (e.g. over the trunk)",
+    )
+    followup_survey_context: str = Field(
+        default="earwitness-survey", description="context that asks for a digit 1-5"
+    )
+    followup_agent_channel: str = Field(
+        default="PJSIP/{agent}", description="the agent's phone for call-backs; {agent}"
+    )
+    followup_caller_id: str | None = Field(
+        default=None, description='caller ID shown to the customer, e.g. "Hotline" <95000>'
+    )
+    followup_prompt: str = Field(
+        default="earwitness/follow-up-question", description="survey prompt (sound, no ext.)"
+    )
+    sms_gateway_url: str | None = Field(default=None, description="HTTP SMS gateway; unset: none")
+    sms_gateway_token: SecretStr | None = None
+    sms_template: str = Field(
+        default="About your complaint {case}: how satisfied are you with how it was handled? "
+        "Reply with one digit, 1 (not at all) to 5 (very).",
+    )
+    sms_reply_secret: SecretStr | None = Field(
+        default=None, description="the gateway sends it as X-Earwitness-Gateway-Secret"
+    )
+    sms_timeout_s: float = Field(default=10.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

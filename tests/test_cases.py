@@ -289,6 +289,7 @@ def test_weekly_review_html_and_csv(runtime: Runtime) -> None:
         "rate": 0.667,
         "target": 0.85,
         "met": False,
+        "state": "NOT met",
     }
     assert any(b["clock"] == "first response" for b in data["breaches"])
     page = to_html(data)

@@ -28,7 +28,17 @@ from earwitness.api import create_app
 from earwitness.api.permissions import MATRIX, rule_for
 from earwitness.config import load_settings
 from earwitness.evidence.intake import IntakeRequest, intake
-from earwitness.models import ROLES, Agent, Call, Case, Queue, Segment, Transcript, case_calls
+from earwitness.models import (
+    ROLES,
+    Agent,
+    Call,
+    Case,
+    FollowUp,
+    Queue,
+    Segment,
+    Transcript,
+    case_calls,
+)  # fmt: skip
 from earwitness.recordings.intake import ingest_file
 from earwitness.runtime import Runtime
 from tests import track_synth
@@ -36,6 +46,7 @@ from tests.accounts_helpers import BASE_URL, user_with_key
 from tests.qa_calls import EN_MODEL
 
 LUCY = "Local/lucy@agents"
+SMS_SECRET = "matrix-gateway-secret"
 CALLER = "13800138000"
 _serial = itertools.count(1)
 # Routes outside the OpenAPI spec (pages) and their success code.
@@ -104,6 +115,29 @@ class World:
         assert res.status_code == 201, res.text
         return case_id, int(res.json()["id"])
 
+    def new_resolved_case(self) -> int:
+        """Resolved (a follow-up is scheduled on resolution; the matrix has no PBX)."""
+        case_id = self.new_case()
+        for to in ("assigned", "resolved"):
+            res = self.admin.post(f"/api/cases/{case_id}/status", json={"to": to})
+            assert res.status_code == 200, res.text
+        return case_id
+
+    def new_follow_up(self) -> tuple[int, int]:
+        case_id = self.new_resolved_case()
+        res = self.admin.post(f"/api/cases/{case_id}/follow-ups", json={"channel": "survey"})
+        assert res.status_code == 201, res.text
+        return case_id, int(res.json()["id"])
+
+    def sms_awaiting_reply(self) -> str:
+        """A fresh number with an SMS follow-up already sent, straight in the table."""
+        phone = f"1370000{next(_serial):04d}"
+        case_id = self.new_resolved_case()
+        with self.runtime.db.session() as s:
+            s.add(FollowUp(case_id=case_id, channel="sms", state="placed", phone=phone,
+                           tries=1, detail="", data={}))  # fmt: skip
+        return phone
+
     def new_key(self) -> int:
         res = self.admin.post("/api/keys", json={"name": "tmp", "user": "target"})
         assert res.status_code == 201, res.text
@@ -113,7 +147,11 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("matrix")
-    runtime = Runtime.open(load_settings(data_dir=tmp / "data", job_poll_s=0.05, demo="never"))
+    policy = tmp / "policy.toml"
+    policy.write_text('[follow_up]\nallowed_hours = "00:00-24:00"\n')
+    settings = load_settings(data_dir=tmp / "data", job_poll_s=0.05, demo="never",
+                             case_policy_file=policy, sms_reply_secret=SMS_SECRET)  # fmt: skip
+    runtime = Runtime.open(settings)
     runtime.start_worker()
     try:
         yield _build(runtime, tmp)
@@ -205,6 +243,11 @@ def _params(w: World, method: str, path: str) -> dict[str, Any]:
     if path.endswith("/promises/{promise_id}/kept"):
         case_id, promise_id = w.new_promise()
         return {"case_id": case_id, "promise_id": promise_id}
+    if path.endswith("/follow-ups/{follow_up_id}/outcome"):
+        case_id, follow_up_id = w.new_follow_up()
+        return {"case_id": case_id, "follow_up_id": follow_up_id}
+    if path.endswith(("/follow-ups", "/call-back")) and method == "POST":
+        return {"case_id": w.new_resolved_case()}
     if path.endswith("/facts/{fact_id}"):
         return {"case_id": w.case_id, "fact_id": w.fact_id}
     missing = [n for n in names if n not in values]
@@ -253,6 +296,15 @@ def _request(w: World, method: str, path: str) -> Req:
         ("POST", "/api/tracks/analyze"): lambda: {"files": {"file": ("t.gpx", gpx)}},
         ("POST", "/api/cases/{case_id}/tracks"): lambda: {"files": {"file": ("t.gpx", gpx)}},
         ("POST", "/api/tracks/{track_id}/analyze"): lambda: {"json": {"params": {}}},
+        ("POST", "/api/cases/{case_id}/call-back"): lambda: {"json": {"agent": "lucy"}},
+        ("POST", "/api/cases/{case_id}/follow-ups"): lambda: {"json": {"channel": "sms"}},
+        ("POST", "/api/cases/{case_id}/follow-ups/{follow_up_id}/outcome"): lambda: {
+            "json": {"reached": True, "score": 4}
+        },
+        ("POST", "/api/follow-ups/sms-reply"): lambda: {
+            "json": {"from": w.sms_awaiting_reply(), "text": "5"},
+            "headers": {"X-Earwitness-Gateway-Secret": SMS_SECRET},
+        },
     }
     make = bodies.get((method, path))
     return make() if make else {}

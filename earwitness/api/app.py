@@ -17,6 +17,7 @@ from earwitness.api.routes import (
     calls,
     cases,
     evidence,
+    followups,
     health,
     jobs,
     qa,
@@ -75,7 +76,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_problem_handlers(app)
     routers = (
         *(health.router, jobs.router, calls.router, recordings.router, cases.router),
-        *(evidence.router, tracks.router, qa.router, search.router),
+        *(evidence.router, tracks.router, qa.router, search.router, followups.router),
         *(accounts.router, session.router),
     )
     for router in routers:

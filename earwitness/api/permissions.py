@@ -129,6 +129,12 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("GET", "/api/cases/{case_id}/timeline"): _only(CASE_WORK),
     ("GET", "/api/cases/{case_id}/bundle"): _only(CASE_WORK),
     ("GET", "/api/cases/{case_id}/calls"): _only(CASE_WORK),
+    # follow-ups (the gateway's reply webhook proves itself with a shared secret)
+    ("GET", "/api/cases/{case_id}/follow-ups"): _only(CASE_WORK),
+    ("POST", "/api/cases/{case_id}/follow-ups"): _only(CASE_WORK),
+    ("POST", "/api/cases/{case_id}/call-back"): _only(CASE_WORK),
+    ("POST", "/api/cases/{case_id}/follow-ups/{follow_up_id}/outcome"): _only(CASE_WORK),
+    ("POST", "/api/follow-ups/sms-reply"): _public(),
     # evidence and tracks
     ("POST", "/api/cases/{case_id}/evidence"): _only(CASE_WORK),
     ("GET", "/api/cases/{case_id}/evidence"): _only(CASE_WORK),

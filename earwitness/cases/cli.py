@@ -158,9 +158,15 @@ def status(
     actor: Annotated[str, ACTOR] = "cli",
 ) -> None:
     """Move a case along its workflow."""
-    with _session() as (session, _, _rt):
+    from earwitness.cases.followup import schedule_on_resolution
+
+    with _session() as (session, policy, _rt):
         case = lc.change_status(session, lc.get_case(session, case_id), to, actor, note)
         console.print(f"case {case.number} is now {case.status}")
+        if case.status == "resolved":
+            fu = schedule_on_resolution(session, policy, case, actor)
+            if fu is not None:
+                console.print(f"follow-up {fu.id} ({fu.channel}): {fu.state}, due {fu.due_at}")
 
 
 @case_app.command("handover")

@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from earwitness.errors import ConfigError
+from earwitness.cases.followup_rules import FollowUpPolicy, parse_hours
+from earwitness.errors import BadInput, ConfigError
 
 URGENCIES = ("A", "B", "C")
 CLOCKS: dict[str, str] = {
@@ -55,6 +56,7 @@ class Policy:
     categories: tuple[str, ...] = DEFAULT_CATEGORIES
     root_causes: tuple[str, ...] = DEFAULT_ROOT_CAUSES
     satisfaction_target: float = 0.85
+    follow_up: FollowUpPolicy = field(default_factory=FollowUpPolicy)
     source: str = "built-in defaults (seeds 000/001)"
 
     def deadline(self, urgency: str, clock: str) -> timedelta:
@@ -67,6 +69,7 @@ class Policy:
             "categories": list(self.categories),
             "root_causes": list(self.root_causes),
             "satisfaction_target": self.satisfaction_target,
+            "follow_up": self.follow_up.record(),
         }
 
 
@@ -78,7 +81,8 @@ def load_policy(path: Path | None) -> Policy:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read case policy {path}: {exc}") from None
-    unknown = set(raw) - {"deadlines", "categories", "root_causes", "satisfaction_target"}
+    known = {"deadlines", "categories", "root_causes", "satisfaction_target", "follow_up"}
+    unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"case policy {path}: unknown keys {', '.join(sorted(unknown))}")
     hours = {u: dict(DEFAULT_HOURS) for u in URGENCIES}
@@ -100,7 +104,52 @@ def load_policy(path: Path | None) -> Policy:
         categories=tuple(raw.get("categories") or DEFAULT_CATEGORIES),
         root_causes=tuple(raw.get("root_causes") or DEFAULT_ROOT_CAUSES),
         satisfaction_target=float(target),
+        follow_up=_follow_up(path, raw.get("follow_up") or {}),
         source=str(path),
+    )
+
+
+def _follow_up(path: Path, raw: dict[str, Any]) -> FollowUpPolicy:
+    """``[follow_up]``: auto, attempts, retry_spacing_s, allowed_hours, utc_offset_h, ..."""
+    default = FollowUpPolicy()
+    keys = {
+        "auto", "attempts", "retry_spacing_s", "allowed_hours", "utc_offset_h",
+        "satisfied_min_score", "ring_timeout_s", "survey_max_s",
+    }  # fmt: skip
+    unknown = set(raw) - keys
+    if unknown:
+        raise ConfigError(
+            f"case policy {path}: unknown follow_up keys {', '.join(sorted(unknown))}"
+        )
+    auto = raw.get("auto", default.auto)
+    if auto not in ("survey", "sms", "none"):
+        raise ConfigError(f"case policy {path}: follow_up.auto must be survey, sms or none")
+    numbers: dict[str, float] = {}
+    for key in ("attempts", "retry_spacing_s", "ring_timeout_s", "survey_max_s"):
+        value = raw.get(key, getattr(default, key))
+        if not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"case policy {path}: follow_up.{key} must be a number > 0")
+        numbers[key] = float(value)
+    score = raw.get("satisfied_min_score", default.satisfied_min_score)
+    if score not in (1, 2, 3, 4, 5):
+        raise ConfigError(f"case policy {path}: follow_up.satisfied_min_score must be 1-5")
+    offset = raw.get("utc_offset_h", default.utc_offset_h)
+    if not isinstance(offset, int | float) or not -14 <= offset <= 14:
+        raise ConfigError(f"case policy {path}: follow_up.utc_offset_h must be in -14..14")
+    try:
+        start, end = parse_hours(str(raw.get("allowed_hours", "09:00-20:00")))
+    except BadInput as exc:
+        raise ConfigError(f"case policy {path}: follow_up.{exc.detail}") from None
+    return FollowUpPolicy(
+        auto=auto,
+        attempts=int(numbers["attempts"]),
+        retry_spacing_s=numbers["retry_spacing_s"],
+        allowed_from=start,
+        allowed_to=end,
+        utc_offset_h=float(offset),
+        satisfied_min_score=int(score),
+        ring_timeout_s=numbers["ring_timeout_s"],
+        survey_max_s=numbers["survey_max_s"],
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from earwitness.cases.followup_rules import satisfaction
 from earwitness.cases.lifecycle import mask_phone, milestones
 from earwitness.cases.policy import Policy, deadline_states
 from earwitness.models import Case, CaseAction
@@ -69,8 +70,12 @@ def weekly_review(
             )
         )
     )
-    satisfied = sum(1 for a in follow_ups if a.data.get("satisfied") is True)
-    rate = satisfied / len(follow_ups) if follow_ups else None
+    # Per team (the case's owner: the handling team is measured on it, seed 000).
+    by_team: dict[str, list[bool]] = {}
+    for action in follow_ups:
+        team = action.case.owner or "unassigned"
+        by_team.setdefault(team, []).append(action.data.get("satisfied") is True)
+    target = policy.satisfaction_target
     return {
         "week": monday.isoformat(),
         "from": start.isoformat(),
@@ -80,12 +85,9 @@ def weekly_review(
             k: dict(sorted(v.items(), key=lambda kv: (-kv[1], kv[0]))) for k, v in counts.items()
         },
         "breaches": sorted(breaches, key=lambda b: b["due_at"]),
-        "follow_up": {
-            "count": len(follow_ups),
-            "satisfied": satisfied,
-            "rate": round(rate, 3) if rate is not None else None,
-            "target": policy.satisfaction_target,
-            "met": rate is not None and rate >= policy.satisfaction_target,
+        "follow_up": satisfaction((a.data.get("satisfied") is True for a in follow_ups), target),
+        "follow_up_by_team": {
+            team: satisfaction(flags, target) for team, flags in sorted(by_team.items())
         },
         "policy": policy.source,
     }
@@ -114,8 +116,8 @@ def bar_chart_svg(title: str, counts: dict[str, int], width: int = 520) -> str:
 def to_html(review: dict[str, Any]) -> str:
     esc = html.escape
     follow = review["follow_up"]
-    rate = f"{follow['rate'] * 100:.0f} %" if follow["rate"] is not None else "no follow-ups"
-    verdict = "met" if follow["met"] else "NOT met"
+    rate = f"{follow['rate'] * 100:.0f} %" if follow["rate"] is not None else "no data"
+    verdict = follow["state"]
     charts = "".join(
         f"<figure>{bar_chart_svg(title, review['counts'][key])}</figure>"
         for key, title in (
@@ -163,8 +165,10 @@ def to_csv(review: dict[str, Any]) -> str:
         for key, value in counts.items():
             writer.writerow([section, key, value])
     follow = review["follow_up"]
-    for key in ("count", "satisfied", "rate", "target", "met"):
+    for key in ("count", "satisfied", "rate", "target", "state"):
         writer.writerow(["follow_up", key, follow[key]])
+    for team, figures in review.get("follow_up_by_team", {}).items():
+        writer.writerow(["follow_up_team", team, f"{figures['satisfied']}/{figures['count']}"])
     for breach in review["breaches"]:
         writer.writerow(["breach", breach["case"], f"{breach['clock']}: {breach['text']}"])
     return out.getvalue()

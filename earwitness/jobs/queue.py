@@ -48,8 +48,13 @@ def enqueue(
     idempotency_key: str | None = None,
     priority: int = 100,
     max_attempts: int = 3,
+    run_after: datetime | None = None,
 ) -> Job:
-    """Add a job; with an idempotency key an existing job is returned instead of a twin."""
+    """Add a job; with an idempotency key an existing job is returned instead of a twin.
+
+    ``run_after``: not claimed before then (a follow-up retry two hours on, the next
+    allowed calling hour); there is no separate scheduler, the claim query is one.
+    """
     if idempotency_key is not None:
         existing = session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
         if existing is not None:
@@ -60,6 +65,7 @@ def enqueue(
         idempotency_key=idempotency_key,
         priority=priority,
         max_attempts=max_attempts,
+        run_after=run_after or utcnow(),
     )
     try:
         with session.begin_nested():

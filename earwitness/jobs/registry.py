@@ -61,6 +61,7 @@ BUILTIN_MODULES: list[str] = [
     "earwitness.qa.jobs",
     "earwitness.search.jobs",
     "earwitness.evidence.timestamps",
+    "earwitness.cases.followup_jobs",
 ]
 
 

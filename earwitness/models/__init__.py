@@ -3,6 +3,7 @@
 from earwitness.models.base import Base, utcnow
 from earwitness.models.cases import Case, CaseAction, case_calls
 from earwitness.models.evidence import CustodyEntry, CustodyTimestamp, Evidence
+from earwitness.models.followups import FollowUp
 from earwitness.models.jobs import Job
 from earwitness.models.qa import QaOverride, QaResult
 from earwitness.models.recordings import Recording
@@ -36,6 +37,7 @@ __all__ = [
     "CustodyEntry",
     "CustodyTimestamp",
     "Evidence",
+    "FollowUp",
     "Job",
     "LoginToken",
     "QaOverride",

@@ -17,6 +17,7 @@ from earwitness.api.permissions import call_scope, sees_full_numbers
 from earwitness.api.routes.calls import check_call_scope
 from earwitness.cases import lifecycle as lc
 from earwitness.cases.deadlines import list_deadlines
+from earwitness.cases.followup import schedule_on_resolution
 from earwitness.cases.from_call import open_from_call, refresh_facts, review_fact
 from earwitness.cases.policy import Policy, deadline_states, policy_for
 from earwitness.cases.review import to_csv, to_html, week_start, weekly_review
@@ -237,6 +238,8 @@ def set_status(
     case = lc.change_status(
         session, lc.get_case(session, case_id), body.to, who.username, body.note
     )
+    if case.status == "resolved":  # the follow-up clock starts: schedule its first try
+        schedule_on_resolution(session, _policy(runtime), case, who.username)
     return case_detail(session, _policy(runtime), case, who)
 
 
