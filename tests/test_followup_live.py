@@ -126,6 +126,10 @@ def test_survey_stores_the_pressed_digit_with_the_call_linked(api: TestClient) -
     calls = wait_until(lambda: api.get(f"/api/cases/{case_id}/calls").json(), 20, "linked call")
     linked = api.get(f"/api/calls/by-linkedid/{fu['linkedids'][0]}").json()
     assert [c["id"] for c in calls] == [linked["id"]] and linked["outcome"] == "answered"
+    # placed by earwitness: outbound, and no part of the answer-time SLA
+    assert linked["kind"] == "outbound"
+    sla = api.get("/api/sla", params={"group_by": "total"}).json()
+    assert sum(g["offered"] for g in sla["groups"]) == 0, sla
     events = api.get(f"/api/cases/{case_id}/timeline").json()["events"]
     kinds = [e.get("kind") for e in events if e["type"] == "action"]
     assert "follow_up_scheduled" in kinds and "follow_up" in kinds
@@ -182,7 +186,7 @@ def test_agent_call_back_is_tracked_recorded_and_linked(api: TestClient) -> None
     fu = wait_until(placed, 60, "the call-back to connect and end")
     assert fu["state"] == "placed" and fu["last_result"] == "connected"
     call = api.get(f"/api/calls/by-linkedid/{fu['linkedids'][0]}").json()
-    assert call["outcome"] == "answered"
+    assert call["outcome"] == "answered" and call["kind"] == "outbound"
     call_id = call["id"]
     linked = wait_until(lambda: api.get(f"/api/cases/{case_id}/calls").json(), 20, "link")
     assert call_id in [c["id"] for c in linked]

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from earwitness.cases.followup_rules import (
@@ -217,8 +218,16 @@ def link_calls(session: Session, fu: FollowUp) -> list[int]:
         ).all()
     )
     for call_id in calls:
-        if call_id not in have:
-            session.execute(case_calls.insert().values(case_id=fu.case_id, call_id=call_id))
+        if call_id in have:
+            continue
+        # Another writer (the job, or a request reading the follow-up) may link the same call
+        # at the same moment: the loser's insert is dropped, never failing the job (a failed
+        # try is retried, and a retry phones the customer again).
+        try:
+            with session.begin_nested():
+                session.execute(case_calls.insert().values(case_id=fu.case_id, call_id=call_id))
+        except IntegrityError:
+            pass
     session.flush()
     return list(calls)
 

@@ -37,6 +37,7 @@ from earwitness.jobs.registry import JobContext, job_handler
 from earwitness.models import utcnow
 from earwitness.telephony.ami import AmiClient, AmiMessage
 from earwitness.telephony.ami.client import AmiError
+from earwitness.telephony.calls import ORIGINATED_PREFIX
 
 
 @dataclass
@@ -159,7 +160,7 @@ def follow_up_call(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
                 record_try(session, policy, fu, "pbx_unconfigured",
                            "EARWITNESS_AMI_HOST/USER/SECRET are not set")  # fmt: skip
                 return {"result": "pbx_unconfigured"}
-            linkedid = f"ew-fu-{fu.id}-{uuid.uuid4().hex[:8]}"
+            linkedid = f"{ORIGINATED_PREFIX}fu-{fu.id}-{uuid.uuid4().hex[:8]}"
             add_linkedid(fu, linkedid)
             fu.state = "calling"
             spec = _call_spec(settings, fu, rules.ring_timeout_s, rules.survey_max_s)

@@ -46,7 +46,7 @@ class Call(Base, Timestamps):
     id: Mapped[int] = mapped_column(primary_key=True)
     linkedid: Mapped[str] = mapped_column(String(80))
     source: Mapped[str] = mapped_column(String(20), default="ami")  # ami|queue_log|demo|upload
-    kind: Mapped[str] = mapped_column(String(20), default="queue")  # queue|direct
+    kind: Mapped[str] = mapped_column(String(20), default="queue")  # queue|direct|outbound
     caller: Mapped[str | None] = mapped_column(String(80))
     caller_name: Mapped[str | None] = mapped_column(String(120))
     # Uniqueid of the caller's channel in the queue: the callid queue_log writes.

@@ -98,12 +98,20 @@ class EventNote:
     data: dict[str, str]
 
 
+#: Linkedid prefix of the calls earwitness originates itself (follow-up surveys and
+#: call-backs, ``ChannelId`` chosen at Originate): they are ``outbound``, not calls waiting to
+#: be answered, so the service-level figures leave them out.
+ORIGINATED_PREFIX = "ew-"
+#: Kinds of call that start with a Dial rather than a queue join.
+DIALLED_KINDS = ("direct", "outbound")
+
+
 @dataclass
 class TrackedCall:
     """A call as far as the events so far tell."""
 
     linkedid: str
-    kind: str | None = None  # queue|direct once it rings; None = not (yet) a call
+    kind: str | None = None  # queue|direct|outbound once it rings; None = not (yet) a call
     caller: str | None = None
     caller_name: str | None = None
     caller_uniqueid: str | None = None  # the channel in the queue: queue_log's callid

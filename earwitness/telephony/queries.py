@@ -72,7 +72,13 @@ def to_record(row: Call) -> CallRecord:
 
 def call_records(session: Session, f: CallFilter) -> list[CallRecord]:
     # Attempts in one extra query, not one per call: SLA reports read weeks of calls.
-    query = filtered_calls(f).options(selectinload(Call.attempts)).order_by(Call.entered_at)
+    # Calls earwitness placed itself (follow-ups) answer nobody's wait: not in the SLA.
+    query = (
+        filtered_calls(f)
+        .where(Call.kind != "outbound")
+        .options(selectinload(Call.attempts))
+        .order_by(Call.entered_at)
+    )
     rows = session.scalars(query).unique().all()
     return [to_record(r) for r in rows]
 

@@ -38,6 +38,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 from earwitness.telephony.calls import (
+    DIALLED_KINDS,
+    ORIGINATED_PREFIX,
     Attempt,
     Event,
     EventNote,
@@ -300,13 +302,13 @@ class CallTracker:
             return False  # Originate's own dial: nobody is ringing for a caller yet
         dest = agent_interface(ev.get("DestChannel") or ev.get("DialString") or "?")
         if call.kind is None:
-            call.kind = "direct"
+            call.kind = "outbound" if call.linkedid.startswith(ORIGINATED_PREFIX) else "direct"
             call.entered_at = at
             call.caller = _caller_number(ev) or call.caller
             call.caller_name = ev.get("CallerIDName") or call.caller_name
             call.caller_uniqueid = ev.get("Uniqueid")
             call._weaken(s)
-        if call.kind == "direct" and call.answered_at is None:
+        if call.kind in DIALLED_KINDS and call.answered_at is None:
             call.attempts.append(Attempt(dest, ev.get("DestCallerIDName"), at))
             return True
         if call.answered_at is not None and not dest.startswith(("Local/queue",)):
@@ -328,7 +330,7 @@ class CallTracker:
             if not self._transfer_answered(call, dest, at):
                 call._consult = (dest, at)
             return True
-        if call.kind != "direct":
+        if call.kind not in DIALLED_KINDS:
             return False
         if status == "ANSWER":
             self._answer(call, dest, ev.get("DestCallerIDName"), at, s)
