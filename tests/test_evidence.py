@@ -194,12 +194,24 @@ def test_bundle_verifies_with_sha256sum(runtime: Runtime, tmp_path: Path) -> Non
     _file(runtime, case_id, WAV, "录音 call.wav")
     out = tmp_path / "bundle.zip"
     with runtime.db.session() as s, out.open("wb") as fh:
-        manifest = write_bundle(s, runtime.blobs, case_id, fh, actor="zhao", timeline={"x": 1})
+        manifest = write_bundle(
+            s,
+            runtime.blobs,
+            case_id,
+            fh,
+            actor="zhao",
+            timeline={"x": 1},
+            settings=runtime.settings,
+        )
     assert manifest["verified"] is True
     with zipfile.ZipFile(out) as zf:
         names = zf.namelist()
         assert all(not n.startswith(("/", "..")) and "/../" not in n for n in names)
         assert f"files/{ev_a:04d}-passwd" in names
+        # the signing material travels with every bundle (VERIFY.md checks it with openssl)
+        assert "VERIFY.md" in names and "custody/head.json" in names
+        assert any(n.startswith("keys/") and n.endswith(".pem") for n in names)
+        assert sum(n.startswith("custody/entries/") and n.endswith(".sig") for n in names) == 4
         zf.extractall(tmp_path / "x")
     done = subprocess.run(
         ["sha256sum", "-c", "SHA256SUMS"], cwd=tmp_path / "x", capture_output=True, text=True

@@ -309,7 +309,9 @@ def test_tampered_case_is_refused_unless_allowed_and_then_fails_sha256sum(
         )
         assert exports == 0
         with pytest.raises(TamperedEvidence):
-            write_bundle(s, runtime.blobs, case_id, io.BytesIO(), actor="x")
+            write_bundle(
+                s, runtime.blobs, case_id, io.BytesIO(), actor="x", settings=runtime.settings
+            )
 
     allowed = client.get(f"/api/cases/{case_id}/bundle", params={"allow_tampered": "true"})
     assert allowed.status_code == 200, allowed.text
@@ -329,7 +331,7 @@ def test_unknown_case_bundle_is_not_found(client: TestClient, runtime: Runtime) 
     resp = client.get("/api/cases/424242/bundle")
     assert resp.status_code == 404 and resp.headers["content-type"] == "application/problem+json"
     with runtime.db.session() as s, pytest.raises(NotFound, match="424242"):
-        write_bundle(s, runtime.blobs, 424242, io.BytesIO(), actor="x")
+        write_bundle(s, runtime.blobs, 424242, io.BytesIO(), actor="x", settings=runtime.settings)
 
 
 def test_bundle_and_list_commands(tmp_path: Path) -> None:

@@ -10,6 +10,9 @@ Layout::
     tracks/track-2.json           stored track analyses (parameters included)
     timeline.json                 everything on one time axis (given by the caller)
     custody.json                  the custody entries of these items + a verify report
+    custody/entries/, keys/,      each entry's signed bytes and Ed25519 signature, the public
+    custody/head.*, timestamps/   keys, the signed chain head, RFC 3161 tokens (signing.py)
+    VERIFY.md                     how to check all of that with sha256sum and openssl alone
     manifest.json                 what each file is, with hashes, notes, who exported it, when
     SHA256SUMS                    ``sha256sum -c SHA256SUMS`` checks every other file
 
@@ -27,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import json
 import shutil
 import zipfile
@@ -48,6 +50,7 @@ from earwitness.evidence.intake import (
     recording_id_of,
     superseded_by,
 )
+from earwitness.evidence.signing import bundle_material
 from earwitness.evidence.sniff import check_relative_path, safe_member_name
 from earwitness.evidence.store import CHUNK, BlobStore
 from earwitness.evidence.verify import VerifyReport, verify
@@ -63,8 +66,6 @@ from earwitness.models import (
 )
 from earwitness.recordings.intake import register_existing_recordings
 from earwitness.transcription.queries import find_latest_transcript
-
-SIGNING_MODULE = "earwitness.evidence.signing"
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -202,29 +203,6 @@ def _tampered_text(case_number: str, problems: list[str], actor: str | None) -> 
     return ("\n".join(lines) + "\n").encode()
 
 
-def _signing_members(
-    session: Session, settings: Settings, entries: list[CustodyEntry]
-) -> list[tuple[str, bytes]]:
-    """Members from ``earwitness.evidence.signing.bundle_material`` when it exists.
-
-    TODO(signing): earwitness.evidence.signing.bundle_material(session, settings, entries)
-    is being built by another engineer; until it lands this returns nothing. Wire it
-    for real (and decide whether a bundle without signatures is still allowed) then.
-    """
-    try:
-        module = importlib.import_module(SIGNING_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != SIGNING_MODULE:
-            raise  # a dependency of the module is missing: say so, do not export unsigned
-        return []
-    material = getattr(module, "bundle_material", None)
-    if material is None:
-        return []
-    result = material(session, settings, entries)
-    pairs = result.items() if isinstance(result, Mapping) else result
-    return [(str(name), bytes(data)) for name, data in pairs]
-
-
 def _labels(items: list[Evidence], rec_by_evidence: Mapping[int, Recording]) -> dict[int, str]:
     labels: dict[int, str] = {}
     for evidence in items:
@@ -246,7 +224,7 @@ def write_bundle(
     actor: str | None,
     timeline: dict[str, Any] | None = None,
     allow_tampered: bool = False,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> dict[str, Any]:
     """Write the zip for ``case_id`` into ``out``; returns the manifest.
 
@@ -387,9 +365,8 @@ def write_bundle(
                 }
             ),
         )
-        if settings is not None:  # the signing material needs the key paths in the settings
-            for member, data in _signing_members(session, settings, entries):
-                writer.add_bytes(member, data)
+        for member, data in bundle_material(session, settings, entries).items():
+            writer.add_bytes(member, data)
         manifest = {
             "format": "earwitness-bundle/2",
             "case": {"id": case_id, "number": case.number, "status": case.status},
