@@ -8,8 +8,7 @@ customer behaviour (answer and press 4, be busy, press 7).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from earwitness.config import load_settings
 from earwitness.runtime import Runtime
 from tests.accounts_helpers import api_client
 from tests.pbx.asterisk import Asterisk
+from tests.polling import wait_until
 
 pytest_plugins = ["tests.pbx.fixtures"]
 pytestmark = pytest.mark.slow
@@ -63,16 +63,6 @@ allowed_hours = "00:00-24:00"
 ring_timeout_s = 15
 survey_max_s = 30
 """
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ assertion reads what the API reports.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from earwitness.runtime import Runtime
 from earwitness.telephony.rings import Cadence, ring_count
 from tests.accounts_helpers import api_client
 from tests.pbx.asterisk import Asterisk
+from tests.polling import wait_until
 from tests.tcp_proxy import TcpProxy
 
 pytest_plugins = ["tests.pbx.fixtures"]
@@ -51,16 +51,6 @@ class Live:
 
     def service(self) -> Any:
         return self.runtime.services["ami"]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture
