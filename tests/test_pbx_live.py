@@ -40,6 +40,7 @@ class Live:
     proxy: TcpProxy
 
     def calls(self, **params: Any) -> list[dict[str, Any]]:
+        self.pbx.assert_running()  # a crashed Asterisk says so, not a poll timing out
         resp = self.api.get("/api/calls", params={"limit": 500, **params})
         assert resp.status_code == 200, resp.text
         return resp.json()["items"]  # type: ignore[no-any-return]
@@ -354,8 +355,10 @@ def test_blind_and_attended_transfers_are_recorded_on_one_call(live: Live) -> No
         assert ami.blind_transfer(connect["DestChannel"], "agent3").get("Response") == "Success"
         wait_until(lambda: live.finished(), 40, "the blind-transferred call")
         # Attended: Atxfer to 83 (= agent3) as DTMF; agent3 takes the consultation after 2 s;
-        # the transferer hangs up, which completes the transfer.
-        target = {"__AGENT_DELAY_agent3": 2, "__AGENT_TALK_agent3": 2}
+        # the transferer hangs up, which completes the transfer. agent3 stays on for 6 s so
+        # its own hang-up never races the transfer's completion (a hang-up inside an
+        # attended transfer is a known Asterisk crash: asterisk/asterisk#768).
+        target = {"__AGENT_DELAY_agent3": 2, "__AGENT_TALK_agent3": 6}
         live.pbx.originate_queue_call(
             ami, callerid="13900000902", agent_delay=2, agent_talk=30, queue_opts="t",
             extra_vars=target,
@@ -365,6 +368,7 @@ def test_blind_and_attended_transfers_are_recorded_on_one_call(live: Live) -> No
         ami.wait_event(lambda m: m.event == "DialEnd" and m.get("DialStatus") == "ANSWER"
                        and "agent3" in (m.get("DestChannel") or ""), timeout=20)  # fmt: skip
         ami.hangup(connect["DestChannel"])
+        ami.wait_event(lambda m: m.event == "AttendedTransfer", timeout=20)
     finally:
         ami.close()
     calls = wait_until(lambda: live.finished(2), 40, "the attended-transferred call")

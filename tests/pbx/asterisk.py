@@ -897,6 +897,15 @@ exten => _8X,1,Goto(agent${EXTEN:1},1)
             + self._tail_console()
         )
 
+    def assert_running(self) -> None:
+        """Fail at once, with Asterisk's own last words, when the PBX process has exited
+        (a crash inside Asterisk otherwise shows up as a poll timing out much later)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(
+                f"asterisk exited rc={self.proc.returncode} during the test; "
+                f"{self.log_dir}/console.log ends:\n" + self._tail_console()
+            )
+
     def _tail_console(self) -> str:
         try:
             return (self.log_dir / "console.log").read_text(errors="replace")[-3000:]
