@@ -156,12 +156,31 @@ def db_upgrade() -> None:
 @app.command()
 def worker(
     threads: Annotated[int | None, typer.Option(help="worker threads")] = None,
+    queues: Annotated[
+        str | None,
+        typer.Option(help="Celery mode: comma-separated queues to consume (default: all)"),
+    ] = None,
+    pool: Annotated[str, typer.Option(help="Celery mode: threads|prefork|solo")] = "threads",
 ) -> None:
-    """Run only the job worker (for extra machines or a separate process)."""
+    """Run only the job worker (for extra machines or a separate process).
+
+    With EARWITNESS_WORKER_MODE=celery this is a Celery worker (same handlers, claims
+    through the job table); otherwise the table-polling worker.
+    """
     from earwitness.jobs.worker import Worker
 
     settings = _settings()
     configure_logging()
+    if settings.worker_mode == "celery":
+        from earwitness.jobs.celery_app import make_app, worker_argv
+
+        Runtime.open(settings).close()  # schema current before the first task
+        names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+        concurrency = threads or max(1, settings.worker_threads)
+        make_app(settings).worker_main(
+            worker_argv(settings, queues=names, concurrency=concurrency, pool=pool)
+        )
+        return
     runtime = Runtime.open(settings)
     runner = Worker(
         runtime.job_env(),
@@ -173,6 +192,31 @@ def worker(
     console.print(f"worker {runner.identity} handling {', '.join(runner.kinds)}")
     try:
         runner.run_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.close()
+
+
+@app.command()
+def tracker() -> None:
+    """Run only the PBX call tracker, under the leader lock: one tracker per PBX across all
+    processes; this one stands by until it wins the lock, then tracks (and resyncs)."""
+    import signal
+    import threading
+
+    settings = _settings()
+    configure_logging()
+    if not settings.ami_enabled:
+        raise ConfigError("no PBX configured: set EARWITNESS_AMI_HOST, _USER and _SECRET")
+    runtime = Runtime.open(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        runtime.start_services()
+        console.print(f"tracker for {settings.ami_host}:{settings.ami_port} (standby until leader)")
+        while not stop.wait(1.0):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
@@ -205,6 +249,25 @@ from earwitness.qa import cli as qa_cli  # noqa: E402
 qa_cli.register(app)
 
 
+def _usage_error(exc: Exception) -> int:
+    """One red line for any usage error (bad option or value, missing argument, unknown
+    command) of any command, naming where help is; returns the exit status (2).
+
+    Typer raises its own copy of Click's exceptions (``typer._click``; plain ``click``
+    in older releases), so they are recognised by what they carry, not by class."""
+    from rich.markup import escape
+
+    message = escape(" ".join(exc.format_message().split()))  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    hint = escape(f" (see '{ctx.command_path} --help')") if ctx is not None else ""
+    err_console.print(f"[bold red]error:[/] {message}{hint}", highlight=False, soft_wrap=True)
+    return 2
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    return hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)
+
+
 def main() -> None:
     """Console-script entry point: one clean line per user-facing error."""
     try:
@@ -217,11 +280,12 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            print(ctx.get_help())  # a group without a subcommand: its help, as Click does
+            sys.exit(2)
+        if _is_usage_error(exc):
+            sys.exit(_usage_error(exc))
         raise
     # Without standalone mode click returns a command's typer.Exit code instead of exiting.
     if isinstance(code, int) and code:

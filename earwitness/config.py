@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,9 +22,17 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from earwitness import config_checks
 from earwitness.errors import ConfigError
 
 WorkerMode = Literal["inline", "celery", "off"]
+
+
+def _host_zone() -> str:
+    """The host's IANA zone name (tzlocal reads TZ, /etc/timezone, /etc/localtime)."""
+    from earwitness.timezones import host_zone_name
+
+    return host_zone_name()
 
 
 def _toml_path() -> Path | None:
@@ -55,6 +63,18 @@ class Settings(BaseSettings):
     ami_port: int = Field(default=5038, ge=1, le=65535)
     ami_user: str | None = None
     ami_secret: SecretStr | None = None
+    ami_auth: Literal["plain", "md5"] = Field(
+        default="plain", description="md5: Challenge/Key login, the secret never crosses the wire"
+    )
+    ami_tls: bool = Field(
+        default=False, description="TLS to AMI (manager.conf tlsenable); ami_port = its port"
+    )
+    ami_tls_ca_path: Path | None = Field(
+        default=None, description="PEM CA or the PBX's own certificate; default: the system's"
+    )
+    ami_tls_server_name: str | None = Field(
+        default=None, description="name the PBX certificate must carry; default: ami_host"
+    )
     ami_ping_interval_s: float = Field(default=20.0, gt=0)
     ami_record_calls: bool = True
     ami_recording_dir: Path | None = Field(
@@ -73,6 +93,13 @@ class Settings(BaseSettings):
     )
     whisper_device: str = "cpu"
     whisper_compute_type: str = "int8"
+    # pyannote backend (extra [pyannote]): a local pipeline directory, or a hub name + token.
+    pyannote_pipeline: str | None = Field(
+        default=None, description="pyannote pipeline directory (config.yaml) or hub name"
+    )
+    pyannote_token: SecretStr | None = Field(
+        default=None, description="Hugging Face token for a hub pipeline; default: HF_TOKEN"
+    )
 
     worker_mode: WorkerMode = "inline"
     worker_threads: int = Field(default=1, ge=0, le=64)
@@ -82,10 +109,44 @@ class Settings(BaseSettings):
         default_factory=list, description="extra modules that register job handlers"
     )
     celery_broker_url: str = "redis://127.0.0.1:6379/0"
+    celery_queue_prefix: str = Field(
+        default="earwitness.",
+        description="Celery queue of a job kind: this prefix + the kind's first word "
+        "(earwitness.transcribe, earwitness.search, ...), unless celery_routes names one",
+    )
+    celery_routes: dict[str, str] = Field(
+        default_factory=dict, description="job kind -> Celery queue name (overrides the prefix)"
+    )
+    celery_redispatch_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="a runnable job with no broker message sent this long is sent again",
+    )
+    recording_wait_minutes: float = Field(
+        default=10.0,
+        gt=0,
+        description="how long after hang-up the PBX recording file is waited for before the "
+        "recording is marked missing",
+    )
+    leader_check_s: float = Field(
+        default=1.0, gt=0, description="how often a standby tracker tries the leader lock"
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_upload_mb: float = Field(default=200.0, gt=0)
+    upload_decode_timeout_s: float = Field(
+        default=120.0, gt=0, description="an uploaded file's decode check runs at most this long"
+    )
+    upload_decode_memory_mb: int = Field(
+        default=1536, ge=384, description="address-space limit of the upload decode child"
+    )
+    upload_idle_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="longest pause inside a request body (408)"
+    )
+    upload_min_bytes_per_s: float = Field(
+        default=1024.0, gt=0, description="slowest average body rate after the idle grace (408)"
+    )
     bootstrap_api_key: SecretStr | None = Field(
         default=None, description="on an empty user table: the key of a new admin (automation)"
     )
@@ -114,6 +175,10 @@ class Settings(BaseSettings):
     )
     sla_rings: int = Field(default=3, ge=1, le=100)
     sla_cadence: str = "cn"
+    timezone: str = Field(
+        default_factory=lambda: _host_zone(),
+        description="IANA zone for days, weeks, case numbers and times shown; default: the host's",
+    )
 
     # Custody signing: the private key lives outside the database it protects.
     custody_key_path: Path | None = Field(
@@ -156,12 +221,64 @@ class Settings(BaseSettings):
     )
     sms_timeout_s: float = Field(default=10.0, gt=0)
 
+    @field_validator("timezone")
+    @classmethod
+    def _iana_zone(cls, value: str) -> str:
+        from earwitness.timezones import zone_named
+
+        zone_named(value)  # raises ValueError naming the zone
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("sqlite", "postgresql")):
             raise ValueError("only sqlite:/// and postgresql+psycopg:// URLs are supported")
         return value
+
+    # -- issue 19: every setting checked at load (checks live in config_checks) ---------
+
+    @field_validator("sla_cadence")
+    @classmethod
+    def _known_cadence(cls, value: str) -> str:
+        from earwitness.telephony.rings import Cadence
+
+        return Cadence.for_country(value).name  # ValueError lists the known names
+
+    @field_validator("tsa_url", "sms_gateway_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else config_checks.url(value, ("http", "https"))
+
+    @field_validator("celery_broker_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        return config_checks.url(value, config_checks.BROKER_SCHEMES)
+
+    @field_validator("case_policy_file", "qa_rules_file", "tsa_ca_path", "ami_tls_ca_path")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        return None if value is None else config_checks.readable_file(value)
+
+    @field_validator("ami_recording_dir")
+    @classmethod
+    def _existing_dir(cls, value: Path | None) -> Path | None:
+        return None if value is None else config_checks.existing_dir(value)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _creatable_dir(cls, value: Path) -> Path:
+        return config_checks.creatable_dir(value)
+
+    @field_validator("custody_key_path")
+    @classmethod
+    def _creatable_file(cls, value: Path | None) -> Path | None:
+        return None if value is None else config_checks.creatable_file(value)
+
+    @model_validator(mode="after")
+    def _extras_installed(self) -> Settings:
+        config_checks.extras_installed(self.database_url, self.worker_mode, self.celery_broker_url)
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -221,13 +338,22 @@ class Settings(BaseSettings):
         return int(self.max_upload_mb * 1024 * 1024)
 
 
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    """``sla_cadence (EARWITNESS_SLA_CADENCE): `` — the name in the file and in the environment;
+    empty for a check over several settings, whose message names them itself."""
+    if not loc:
+        return ""
+    name = ".".join(str(p) for p in loc)
+    return f"{name} (EARWITNESS_{str(loc[0]).upper()}): "
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build settings, turning pydantic's multi-line report into one ConfigError line."""
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
+            f"{_setting_name(err['loc'])}{err['msg'].removeprefix('Value error, ')}"
             for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration ({problems})") from None

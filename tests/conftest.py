@@ -59,12 +59,13 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
         worker_threads=1,
         job_poll_s=0.05,
         demo="never",
+        timezone="UTC",  # results must not depend on the host's zone (EARWITNESS_TIMEZONE)
     )
 
 
 @pytest.fixture
 def sqlite_settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=tmp_path / "data", job_poll_s=0.05, demo="never")
+    return load_settings(data_dir=tmp_path / "data", job_poll_s=0.05, demo="never", timezone="UTC")
 
 
 @pytest.fixture

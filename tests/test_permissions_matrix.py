@@ -52,6 +52,19 @@ _serial = itertools.count(1)
 # Routes outside the OpenAPI spec (pages) and their success code.
 PAGE_SUCCESS = {
     ("GET", "/"): 200,
+    # the web UI's pages (earwitness/web)
+    ("GET", "/reports/sla"): 200,
+    ("GET", "/calls"): 200,
+    ("GET", "/calls/{call_id}"): 200,
+    ("GET", "/cases"): 200,
+    ("GET", "/cases/{case_id}"): 200,
+    ("GET", "/search"): 200,
+    ("GET", "/qa"): 200,
+    ("GET", "/reports/weekly"): 200,
+    ("GET", "/admin"): 200,
+    ("POST", "/admin/queues"): 303,
+    ("POST", "/admin/map"): 303,
+    ("POST", "/admin/rules"): 303,
     ("GET", "/login"): 200,
     ("POST", "/login"): 303,
     ("POST", "/logout"): 303,
@@ -275,6 +288,9 @@ def _request(w: World, method: str, path: str) -> Req:
             "json": {"status": "passed", "reason": "calibration"}
         },
         ("POST", "/api/cases"): lambda: {"json": {"summary": "registered in the call"}},
+        ("PUT", "/api/agents/identities"): lambda: {
+            "json": {"identifier": LUCY, "name": "Lucy Zhao"}
+        },
         ("POST", "/api/calls/{call_id}/case"): lambda: {"json": {"summary": "from the call"}},
         ("PATCH", "/api/cases/{case_id}"): lambda: {"json": {"summary": "edited"}},
         ("POST", "/api/cases/{case_id}/status"): lambda: {"json": {"to": "assigned"}},
@@ -306,6 +322,10 @@ def _request(w: World, method: str, path: str) -> Req:
             "headers": {"X-Earwitness-Gateway-Secret": SMS_SECRET},
         },
     }
+    rules = (Path(__file__).parents[1] / "earwitness/qa/rules/en.toml").read_text()
+    bodies[("POST", "/admin/queues")] = lambda: {"data": {"name": "complaints", "rings": "3"}}
+    bodies[("POST", "/admin/map")] = lambda: {"data": {"tile_url": ""}}
+    bodies[("POST", "/admin/rules")] = lambda: {"data": {"rules": rules}}
     make = bodies.get((method, path))
     return make() if make else {}
 

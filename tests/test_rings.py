@@ -124,7 +124,8 @@ def test_target_in_rings_and_seconds_needs_both() -> None:
     assert target.max_wait_s == 12.0
     assert target.met(12.0)
     assert not target.met(13.0)
-    assert "3 rings (us, 6 s)" in target.describe() and "12 s" in target.describe()
+    described = target.describe()
+    assert "3 rings at the us cadence (2 s on, 4 s off)" in described and "12 s" in described
 
 
 @pytest.mark.parametrize(

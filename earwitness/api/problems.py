@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from earwitness.errors import EarwitnessError, TooManyRequests
@@ -70,12 +71,32 @@ def install_problem_handlers(app: FastAPI) -> None:
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
         return problem(exc.status_code, title, str(exc.detail), f"http-{exc.status_code}")
 
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
+        """A lost connection, a restarted server, a lock held past the busy timeout, a full
+        disk: the unit of work was rolled back, so the client may simply retry."""
+        reason = (str(exc.orig).strip().splitlines() or ["?"])[0] if exc.orig else repr(exc)
+        log.error("database error: %s", reason)
+        return problem(
+            503,
+            "Database unavailable",
+            f"the database could not complete the request ({reason}); "
+            "nothing of it was saved, retry",
+            "database-unavailable",
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return problem(
-            500,
-            "Internal error",
-            "an unexpected error occurred; see the server log for this request id",
-            "internal",
-        )
+        return internal_error()
+
+
+def internal_error() -> JSONResponse:
+    """The 500 problem; its ``request_id`` is the one the server log line names."""
+    return problem(
+        500,
+        "Internal error",
+        "an unexpected error occurred; see the server log for this request id",
+        "internal",
+    )

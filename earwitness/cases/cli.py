@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from earwitness.cases import lifecycle as lc
 from earwitness.cases.policy import Policy, deadline_states, policy_for
 from earwitness.errors import BadInput
+from earwitness.timezones import local_day, zone_named
 
 case_app = typer.Typer(help="Complaint cases.", no_args_is_help=True)
 console = Console()
@@ -59,11 +60,14 @@ def create(
     actor: Annotated[str, ACTOR] = "cli",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Register a complaint case."""
-    with _session() as (session, policy, _):
+    """Register a complaint case (its number carries the local day)."""
+    if not (phone or summary.strip()):
+        raise BadInput("a case needs --phone or --summary (who complains or about what)")
+    with _session() as (session, policy, runtime):
         case = lc.create_case(
             session,
             policy,
+            zone=zone_named(runtime.settings.timezone),
             actor=actor,
             owner=owner,
             complainant_phone=phone,
@@ -88,8 +92,9 @@ def from_call(
     """Open a case from a call, linking the number's earlier calls and suggesting facts."""
     from earwitness.cases.from_call import open_from_call
 
-    with _session() as (session, policy, _):
-        case = open_from_call(session, policy, call_id, actor=actor, category=category)
+    with _session() as (session, policy, runtime):
+        zone = zone_named(runtime.settings.timezone)
+        case = open_from_call(session, policy, call_id, actor=actor, category=category, zone=zone)
         facts = case.facts.get("items", [])
         data = {
             "id": case.id,
@@ -190,11 +195,14 @@ def promise(
     actor: Annotated[str, ACTOR] = "cli",
 ) -> None:
     """Record a time commitment to the customer."""
-    with _session() as (session, _, _rt):
+    from earwitness.timezones import show as show_time
+
+    with _session() as (session, _, runtime):
         action = lc.add_promise(
             session, lc.get_case(session, case_id), actor, text, within_minutes=within
         )
-        console.print(f"promise {action.id} due {action.due_at:%Y-%m-%d %H:%M:%S} UTC")
+        due = show_time(action.due_at, zone_named(runtime.settings.timezone))
+        console.print(f"promise {action.id} due {due}", highlight=False)
 
 
 @case_app.command("deadlines")
@@ -223,31 +231,103 @@ def show(
     case_id: Annotated[int, typer.Argument()],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """A case with its deadlines and promises."""
-    from earwitness.models import utcnow
+    """A case: summary, owner, facts, calls, evidence, deadlines and promises."""
+    with _session() as (session, policy, runtime):
+        data = case_overview(session, policy, case_id, zone_named(runtime.settings.timezone))
+    _emit(data, as_json, lambda: overview_text(data))
 
-    with _session() as (session, policy, _):
-        case = lc.get_case(session, case_id)
-        now = utcnow()
-        data: dict[str, Any] = {
-            "number": case.number,
-            "status": case.status,
-            "urgency": case.urgency,
-            "owner": case.owner,
-            "first_owner": case.first_owner,
-            "deadlines": deadline_states(policy, case.urgency, lc.milestones(case), now),
-            "promises": lc.promise_states(case, now),
-            "facts": case.facts,
-        }
-    _emit(
-        data,
-        as_json,
-        lambda: "\n".join(
-            [f"{data['number']}  {data['status']}  {data['urgency']}  owner {data['owner']}"]
-            + [f"  {d['label']:<28} {d['state']:<9} {d['text']}" for d in data["deadlines"]]
-            + [f"  promise: {p['text']} — {p['state']}" for p in data["promises"]]
+
+def case_overview(session: Session, policy: Policy, case_id: int, zone: Any) -> dict[str, Any]:
+    """What an investigator needs first, with times in the configured zone."""
+    from sqlalchemy import select
+
+    from earwitness.models import Call, Evidence, case_calls, utcnow
+    from earwitness.timezones import show as show_time
+
+    case = lc.get_case(session, case_id)
+    now = utcnow()
+    calls = session.scalars(
+        select(Call)
+        .join(case_calls, case_calls.c.call_id == Call.id)
+        .where(case_calls.c.case_id == case.id)
+        .order_by(Call.entered_at)
+    ).all()
+    evidence = session.scalars(
+        select(Evidence).where(Evidence.case_id == case.id).order_by(Evidence.id)
+    ).all()
+    facts = [f for f in (case.facts or {}).get("items", []) if f.get("status") != "rejected"]
+    return {
+        "id": case.id,
+        "number": case.number,
+        "status": case.status,
+        "urgency": case.urgency,
+        "category": case.category,
+        "tier": case.tier,
+        "summary": case.summary,
+        "complainant": {"phone": case.complainant_phone, "name": case.complainant_name},
+        "owner": case.owner,
+        "first_owner": case.first_owner,
+        "opened_at": show_time(case.opened_at, zone),
+        "facts": [
+            {"kind": f.get("kind"), "value": f.get("value"), "status": f.get("status")}
+            for f in facts
+        ],
+        "calls": [
+            {
+                "id": c.id,
+                "at": show_time(c.entered_at, zone),
+                "caller": c.caller,
+                "outcome": c.outcome,
+                "wait_s": c.wait_s,
+                "rings": c.rings,
+                "agent": (c.agent.name or c.agent.interface) if c.agent else None,
+            }
+            for c in calls
+        ],
+        "evidence": [
+            {
+                "id": e.id,
+                "kind": e.kind,
+                "name": e.original_name,
+                "size_bytes": e.size_bytes,
+                "sha256": e.sha256,
+                "received_at": show_time(e.received_at, zone),
+            }
+            for e in evidence
+        ],
+        "deadlines": deadline_states(policy, case.urgency, lc.milestones(case), now),
+        "promises": lc.promise_states(case, now),
+    }
+
+
+def overview_text(data: dict[str, Any]) -> str:
+    who = data["complainant"]
+    lines = [
+        f"{data['number']}  {data['status']}  urgency {data['urgency']}  tier {data['tier']}  "
+        f"{data['category']}  opened {data['opened_at']}",
+        f"owner: {data['owner'] or 'unassigned'} (first ask: {data['first_owner'] or '-'})",
+        f"complainant: {who['name'] or '-'}  {who['phone'] or '-'}",
+        f"summary: {data['summary'] or '-'}",
+        "facts:" if data["facts"] else "facts: none",
+        *(f"  {f['kind']}: {f['value']} ({f['status'] or 'suggested'})" for f in data["facts"]),
+        "calls:" if data["calls"] else "calls: none",
+        *(
+            f"  #{c['id']} {c['at']}  {c['caller'] or '?'}  {c['outcome']}  "
+            f"wait {c['wait_s'] if c['wait_s'] is not None else '-'} s, "
+            f"{c['rings'] if c['rings'] is not None else '-'} ring(s)  {c['agent'] or ''}".rstrip()
+            for c in data["calls"]
         ),
-    )
+        "evidence:" if data["evidence"] else "evidence: none",
+        *(
+            f"  #{e['id']} {e['kind']}  {e['name']}  {e['size_bytes']} B  "
+            f"sha256 {e['sha256'][:12]}…  {e['received_at']}"
+            for e in data["evidence"]
+        ),
+        "deadlines:",
+        *(f"  {d['label']:<28} {d['state']:<9} {d['text']}" for d in data["deadlines"]),
+        *(f"  promise: {p['text']} — {p['state']}" for p in data["promises"]),
+    ]
+    return "\n".join(lines)
 
 
 @case_app.command("timeline")
@@ -255,8 +335,8 @@ def timeline(case_id: Annotated[int, typer.Argument()]) -> None:
     """The case's timeline as JSON."""
     from earwitness.cases.timeline import build_timeline
 
-    with _session() as (session, policy, _):
-        data = build_timeline(session, policy, case_id)
+    with _session() as (session, policy, runtime):
+        data = build_timeline(session, policy, case_id, zone=zone_named(runtime.settings.timezone))
     _emit(data, True, str)
 
 
@@ -294,7 +374,9 @@ def bundle(
     try:
         with os.fdopen(fd, "wb") as fh, _session() as (session, policy, runtime):
             lc.get_case(session, case_id)
-            data = build_timeline(session, policy, case_id)
+            data = build_timeline(
+                session, policy, case_id, zone=zone_named(runtime.settings.timezone)
+            )
             manifest = write_bundle(
                 session,
                 runtime.blobs,
@@ -334,12 +416,13 @@ def review_command(
     from earwitness.cases.review import to_csv, to_html, week_start, weekly_review
     from earwitness.models import utcnow
 
-    try:
-        day = date.fromisoformat(week) if week else utcnow().date()
-    except ValueError:
-        raise BadInput(f"--week {week!r} is not a date (YYYY-MM-DD)") from None
-    with _session() as (session, policy, _):
-        data = weekly_review(session, policy, week_start(day))
+    with _session() as (session, policy, runtime):
+        zone = zone_named(runtime.settings.timezone)
+        try:
+            day = date.fromisoformat(week) if week else local_day(utcnow(), zone)
+        except ValueError:
+            raise BadInput(f"--week {week!r} is not a date (YYYY-MM-DD)") from None
+        data = weekly_review(session, policy, week_start(day), zone=zone)
     if html:
         html.write_text(to_html(data), encoding="utf-8")
     if csv:
@@ -349,10 +432,11 @@ def review_command(
         data,
         as_json,
         lambda: (
-            f"week of {data['week']}: {data['cases_opened']} case(s), "
+            f"week of {data['week']} ({data['iso_week']}, {data['tz']}): "
+            f"{data['cases_opened']} case(s), "
             f"{len(data['breaches'])} breach(es), "
             f"follow-up satisfaction {follow['rate'] if follow['rate'] is not None else '-'} "
-            f"(target {follow['target']})"
+            f"(target {follow['target']}: {follow['state']})"
         ),
     )
 

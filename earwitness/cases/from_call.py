@@ -8,7 +8,7 @@ them (seed 001); facts are suggested from their transcripts, each with its line.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import select
@@ -98,6 +98,7 @@ def open_from_call(
     category: str = "other",
     urgency: str | None = None,
     summary: str = "",
+    zone: tzinfo = UTC,
 ) -> Case:
     call = session.get(Call, call_id)
     if call is None:
@@ -123,6 +124,7 @@ def open_from_call(
         urgency=urgency or record["suggested"]["urgency"],
         summary=summary,
         opened_at=utcnow(),
+        zone=zone,
         source_call_id=call.id,
     )
     case.facts = record

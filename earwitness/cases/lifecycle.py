@@ -13,7 +13,7 @@ Case actions are append-only: the history *is* the audit.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import select
@@ -24,6 +24,7 @@ from earwitness.errors import BadInput, Conflict, NotFound
 from earwitness.evidence import custody
 from earwitness.masking import mask_phone  # noqa: F401  (re-exported: cases.deadlines, review)
 from earwitness.models import Case, CaseAction, Evidence, utcnow
+from earwitness.timezones import local_day
 
 STATUSES = (
     "registered",
@@ -98,8 +99,12 @@ def create_case(
     summary: str = "",
     opened_at: datetime | None = None,
     source_call_id: int | None = None,
+    zone: tzinfo = UTC,
 ) -> Case:
-    """Register a complaint; ``owner`` is the first-ask owner (default: who registers it)."""
+    """Register a complaint; ``owner`` is the first-ask owner (default: who registers it).
+
+    The number's date is the local day in ``zone`` (EARWITNESS_TIMEZONE): a complaint taken
+    at 07:06 on 30 November in Beijing is ``EW-20261130-…``, not the UTC day before."""
     fields = {"category": category, "root_cause": root_cause, "urgency": urgency, "tier": tier}
     check_fields(policy, fields)
     first = owner or actor
@@ -118,7 +123,7 @@ def create_case(
     )
     session.add(case)
     session.flush()
-    case.number = f"EW-{opened:%Y%m%d}-{case.id:05d}"
+    case.number = f"EW-{local_day(opened, zone):%Y%m%d}-{case.id:05d}"
     _action(case, "registered", actor, f"registered; first-ask owner {first}", at=opened)
     session.flush()
     return case

@@ -13,6 +13,7 @@ import io
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,6 +22,7 @@ from earwitness.cases.followup_rules import satisfaction
 from earwitness.cases.lifecycle import mask_phone, milestones
 from earwitness.cases.policy import Policy, deadline_states
 from earwitness.models import Case, CaseAction
+from earwitness.timezones import day_start, iso_week
 
 
 def week_start(day: date) -> date:
@@ -28,11 +30,20 @@ def week_start(day: date) -> date:
 
 
 def weekly_review(
-    session: Session, policy: Policy, monday: date, now: datetime | None = None
+    session: Session,
+    policy: Policy,
+    monday: date,
+    now: datetime | None = None,
+    zone: ZoneInfo | None = None,
 ) -> dict[str, Any]:
+    """The review of the local week (Monday 00:00 to Monday 00:00 in ``zone``) with ``monday``.
+
+    The first-ask agent of a case registered without one is its current owner: a case Lucy
+    Zhao owns is hers, not "unassigned"."""
+    zone = zone or ZoneInfo("UTC")
     monday = week_start(monday)
-    start = datetime.combine(monday, datetime.min.time(), UTC)
-    end = start + timedelta(days=7)
+    start = day_start(monday, zone)
+    end = day_start(monday + timedelta(days=7), zone)
     now = min(now or datetime.now(UTC), end)
     opened = list(
         session.scalars(
@@ -43,7 +54,7 @@ def weekly_review(
         "category": Counter(c.category for c in opened),
         "root_cause": Counter(c.root_cause or "unknown" for c in opened),
         "urgency": Counter(c.urgency for c in opened),
-        "agent": Counter(c.first_owner or "unassigned" for c in opened),
+        "agent": Counter(c.first_owner or c.owner or "unassigned" for c in opened),
     }
     breaches = []
     candidates = session.scalars(select(Case).where(Case.opened_at < end))
@@ -78,8 +89,11 @@ def weekly_review(
     target = policy.satisfaction_target
     return {
         "week": monday.isoformat(),
+        "iso_week": iso_week(monday, zone),
         "from": start.isoformat(),
         "to": end.isoformat(),
+        "tz": zone.key,
+        "period": {"from": start.isoformat(), "to": end.isoformat(), "tz": zone.key},
         "cases_opened": len(opened),
         "counts": {
             k: dict(sorted(v.items(), key=lambda kv: (-kv[1], kv[0]))) for k, v in counts.items()
@@ -144,7 +158,8 @@ def to_html(review: dict[str, Any]) -> str:
 <title>Weekly complaint review {esc(review["week"])}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px}}figure{{margin:1em 0}}</style></head>
-<body><h1>Weekly complaint review — week of {esc(review["week"])}</h1>
+<body><h1>Weekly complaint review — week of {esc(review["week"])}
+({esc(review.get("iso_week", ""))}, {esc(review.get("tz", "UTC"))})</h1>
 <p>{review["cases_opened"]} case(s) opened. Follow-up satisfaction: {esc(rate)}
 ({follow["satisfied"]} of {follow["count"]}), target {follow["target"] * 100:.0f} % — {verdict}.</p>
 {charts}

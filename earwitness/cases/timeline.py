@@ -2,7 +2,7 @@
 
 Calls (with wait and rings), the transcript lines facts came from, promises (made,
 due, kept), track events (departure, stops, arrival, gaps, drift), case actions
-and deadlines. Each event carries ``at`` (ISO, UTC), ``type`` and a ``label`` a
+and deadlines. Each event carries ``at`` (ISO in the configured zone), ``type``, ``label`` a
 person can read, plus the ids needed to open the source.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from earwitness.cases.lifecycle import get_case, milestones, promise_states
 from earwitness.cases.policy import Policy, deadline_states
 from earwitness.models import Call, Track, case_calls, utcnow
+from earwitness.timezones import iso_local, local_day
 
 
 def _call_events(call: Call) -> list[dict[str, Any]]:
@@ -90,8 +92,15 @@ def _track_events(track: Track) -> list[dict[str, Any]]:
 
 
 def build_timeline(
-    session: Session, policy: Policy, case_id: int, now: datetime | None = None
+    session: Session,
+    policy: Policy,
+    case_id: int,
+    now: datetime | None = None,
+    zone: ZoneInfo | None = None,
 ) -> dict[str, Any]:
+    """Events sorted by time; every time is ISO with the offset of ``zone`` (the configured
+    zone), so calls, actions and track verdicts read on one clock, and ``day`` is local."""
+    zone = zone or ZoneInfo("UTC")
     case = get_case(session, case_id)
     now = now or utcnow()
     events: list[dict[str, Any]] = []
@@ -163,9 +172,15 @@ def build_timeline(
             }
         )
     events.sort(key=lambda e: (datetime.fromisoformat(e["at"]), e["type"]))
+    for event in events:
+        for key in ("at", "end", "due_at"):
+            if event.get(key):
+                event[key] = iso_local(datetime.fromisoformat(event[key]), zone)
+        event["day"] = local_day(datetime.fromisoformat(event["at"]), zone).isoformat()
     return {
         "case_id": case.id,
         "number": case.number,
-        "generated_at": now.isoformat(),
+        "tz": zone.key,
+        "generated_at": iso_local(now, zone),
         "events": events,
     }

@@ -139,13 +139,20 @@ def intake(
     max_bytes: int | None = None,
     supersedes: Evidence | None = None,
     reason: str | None = None,
+    analyse_track: bool = True,
 ) -> Evidence:
-    """Store the bytes, file them on the case and open their custody chain."""
+    """Store the bytes, file them on the case and open their custody chain.
+
+    A track file (GPX, NMEA, ...) is also queued for analysis (job ``tracks.analyze``, in
+    this transaction), so it reaches the case timeline without a second upload."""
     name = display_name(request.original_name)  # refuse hostile names before storing
     if request.kind is not None and request.kind not in KINDS:
         raise BadInput(f"unknown evidence kind {request.kind!r}; one of {', '.join(KINDS)}")
     _get_case(session, request.case_id)
+    if _is_empty(stream):  # before storing: an empty upload leaves no blob behind
+        raise BadInput("the file is empty; nothing was filed")
     info = blobs.put_stream(stream, max_bytes=max_bytes)
+    blobs.discard_on_rollback(session, info)  # an error below, or at commit: no orphan blob
     if info.size == 0:
         raise BadInput("the file is empty; nothing was filed")
     existing = session.scalar(
@@ -158,7 +165,7 @@ def intake(
         )
     with blobs.open(info.sha256) as blob:
         media_type = sniff_media_type(blob.read(SNIFF_BYTES))
-    return _file(
+    evidence = _file(
         session,
         case_id=request.case_id,
         info=info,
@@ -171,6 +178,29 @@ def intake(
         supersedes=supersedes,
         reason=reason,
     )
+    if analyse_track and evidence.kind == "track":
+        from earwitness.jobs.queue import enqueue
+
+        enqueue(
+            session,
+            "tracks.analyze",
+            {"evidence_id": evidence.id, "actor": request.actor},
+            idempotency_key=f"tracks.analyze:{evidence.id}",
+        )
+    return evidence
+
+
+def _is_empty(stream: BinaryIO) -> bool:
+    """True for a seekable stream with no bytes left (the position is kept)."""
+    try:
+        if not stream.seekable():
+            return False
+        here = stream.tell()
+        first = stream.read(1)
+        stream.seek(here)
+    except (OSError, ValueError):
+        return False
+    return not first
 
 
 def recording_evidence(session: Session, recording_id: int) -> Evidence | None:

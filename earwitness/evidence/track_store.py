@@ -14,7 +14,7 @@ import io
 import json
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from earwitness.errors import BadInput, Conflict, NotFound
@@ -84,14 +84,45 @@ def file_track(
     params: AnalysisParams,
     max_bytes: int | None = None,
 ) -> tuple[Evidence, Track]:
-    """Parse, then file as evidence on the case, store points and the first analysis."""
+    """Parse, then file as evidence on the case, store points and the first analysis.
+
+    Bytes already filed on the case (say, a GPX sent as plain evidence) are not refused:
+    their evidence row is reused and analysed — again, with these parameters, if it was."""
     if max_bytes is not None and len(data) > max_bytes:
         raise BadInput(f"track file is larger than {max_bytes} bytes")
     track = parse_track(data, options, request.original_name)
-    evidence = intake(session, blobs, dataclasses.replace(request, kind="track"), io.BytesIO(data))
+    sha = hashlib.sha256(data).hexdigest()
+    existing = session.scalar(
+        select(Evidence).where(Evidence.case_id == request.case_id, Evidence.sha256 == sha)
+    )
+    if existing is not None:
+        known = session.scalar(select(Track).where(Track.evidence_id == existing.id))
+        if known is not None:
+            run_analysis(session, known, existing, track, params, options, request.actor)
+            return existing, known
+        return existing, track_row(session, existing, track, params, options, request.actor)
+    evidence = intake(
+        session,
+        blobs,
+        dataclasses.replace(request, kind="track"),
+        io.BytesIO(data),
+        analyse_track=False,  # analysed right here
+    )
+    return evidence, track_row(session, evidence, track, params, options, request.actor)
+
+
+def track_row(
+    session: Session,
+    evidence: Evidence,
+    track: TrackData,
+    params: AnalysisParams,
+    options: ParseOptions,
+    actor: str | None,
+) -> Track:
+    """The Track of a filed evidence file: its points and first analysis."""
     row = Track(
         evidence_id=evidence.id,
-        case_id=request.case_id,
+        case_id=evidence.case_id,
         name=track.name[:200],
         source_format=track.source_format,
         coord_system=track.coord_system,
@@ -102,9 +133,31 @@ def file_track(
     session.add(row)
     session.flush()
     store_points(session, row, track)
-    result = run_analysis(session, row, evidence, track, params, options, request.actor)
+    result = run_analysis(session, row, evidence, track, params, options, actor)
     row.distance_m = result["summary"]["distance_m"]
-    return evidence, row
+    return row
+
+
+def analyse_evidence(
+    session: Session, blobs: BlobStore, evidence_id: int, actor: str | None
+) -> dict[str, Any]:
+    """Analyse a track filed as plain evidence (the ``tracks.analyze`` job), default
+    parameters; a file that does not parse is reported, not retried."""
+    evidence = get_evidence(session, evidence_id)
+    known = session.scalar(select(Track).where(Track.evidence_id == evidence.id))
+    if known is not None:
+        return {"track_id": known.id, "analysed": True, "already": True}
+    with blobs.open(evidence.sha256) as stream:
+        data = stream.read()
+    if hashlib.sha256(data).hexdigest() != evidence.sha256:
+        raise Conflict(f"evidence {evidence.id} no longer matches its hash; run verify")
+    options = ParseOptions()
+    try:
+        track = parse_track(data, options, evidence.original_name)
+    except BadInput as exc:
+        return {"analysed": False, "reason": exc.detail}
+    row = track_row(session, evidence, track, AnalysisParams(), options, actor)
+    return {"track_id": row.id, "analysed": True, "verdict": row.analysis.get("verdict")}
 
 
 def reanalyze(

@@ -7,10 +7,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pydantic import BaseModel, ValidationError
+
 from earwitness.config import Settings
 from earwitness.db import Database
-from earwitness.errors import ConfigError
+from earwitness.errors import BadInput, ConfigError
 from earwitness.evidence.store import BlobStore
+
+
+class NotYet(Exception):
+    """Raised by a handler that must wait for something (a file still being written): the
+    job is requeued after ``retry_in_s`` without using up an attempt. The handler itself
+    decides when waiting has become pointless (by time, not by attempt count)."""
+
+    def __init__(self, reason: str, retry_in_s: float) -> None:
+        super().__init__(reason)
+        self.reason, self.retry_in_s = reason, retry_in_s
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,21 @@ class HandlerSpec:
     func: Handler
     max_attempts: int
     backoff_s: float
+    #: Optional shape of the payload, checked at enqueue (a 4xx, nothing queued) and again
+    #: before running (a permanent failure naming the field, never a retry loop).
+    payload_model: type[BaseModel] | None = None
+
+    def check_payload(self, payload: dict[str, Any]) -> None:
+        if self.payload_model is None:
+            return
+        try:
+            self.payload_model.model_validate(payload)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "payload"
+            raise BadInput(
+                f"invalid payload for job kind {self.kind!r}: {where}: {first['msg']}"
+            ) from None
 
 
 _HANDLERS: dict[str, HandlerSpec] = {}
@@ -62,14 +89,19 @@ BUILTIN_MODULES: list[str] = [
     "earwitness.search.jobs",
     "earwitness.evidence.timestamps",
     "earwitness.cases.followup_jobs",
+    "earwitness.evidence.track_jobs",
 ]
 
 
 def job_handler(
-    kind: str, *, max_attempts: int = 3, backoff_s: float = 2.0
+    kind: str,
+    *,
+    max_attempts: int = 3,
+    backoff_s: float = 2.0,
+    payload: type[BaseModel] | None = None,
 ) -> Callable[[Handler], Handler]:
     def register(func: Handler) -> Handler:
-        _HANDLERS[kind] = HandlerSpec(kind, func, max_attempts, backoff_s)
+        _HANDLERS[kind] = HandlerSpec(kind, func, max_attempts, backoff_s, payload)
         return func
 
     return register
@@ -85,6 +117,20 @@ def load_handler_modules(extra: list[str]) -> None:
 
 def get_handler(kind: str) -> HandlerSpec | None:
     return _HANDLERS.get(kind)
+
+
+def require_handler(kind: str) -> HandlerSpec:
+    """The handler of ``kind``, importing the built-in modules first if it is not known yet.
+
+    An unknown kind is refused at enqueue time (a job no worker can run would wait forever).
+    """
+    spec = _HANDLERS.get(kind)
+    if spec is None:
+        load_handler_modules([])
+        spec = _HANDLERS.get(kind)
+    if spec is None:
+        raise BadInput(f"unknown job kind {kind!r}; known kinds: {', '.join(known_kinds())}")
+    return spec
 
 
 def known_kinds() -> list[str]:

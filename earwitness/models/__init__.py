@@ -4,8 +4,10 @@ from earwitness.models.base import Base, utcnow
 from earwitness.models.cases import Case, CaseAction, case_calls
 from earwitness.models.evidence import CustodyEntry, CustodyTimestamp, Evidence
 from earwitness.models.followups import FollowUp
+from earwitness.models.identities import AgentIdentity
 from earwitness.models.jobs import Job
 from earwitness.models.qa import QaOverride, QaResult
+from earwitness.models.queue_log import QueueLogCursor
 from earwitness.models.recordings import Recording
 from earwitness.models.search import SearchSegment
 from earwitness.models.telephony import (
@@ -20,12 +22,14 @@ from earwitness.models.telephony import (
 )
 from earwitness.models.tracks import Track, TrackPoint
 from earwitness.models.transcripts import Segment, Transcript, Word
+from earwitness.models.ui import UiSetting
 from earwitness.models.users import ROLES, ApiKey, LoginToken, User, UserSession
 
 __all__ = [
     "ROLES",
     "Agent",
     "AgentAttempt",
+    "AgentIdentity",
     "AgentStateSpan",
     "ApiKey",
     "Base",
@@ -43,6 +47,7 @@ __all__ = [
     "QaOverride",
     "QaResult",
     "Queue",
+    "QueueLogCursor",
     "QueueVisit",
     "Recording",
     "SearchSegment",
@@ -50,6 +55,7 @@ __all__ = [
     "Track",
     "TrackPoint",
     "Transcript",
+    "UiSetting",
     "User",
     "UserSession",
     "Word",

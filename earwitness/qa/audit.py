@@ -252,9 +252,14 @@ def evaluate_rule(rule: Rule, call: _Call) -> Finding:
         if hits:
             reason = f"{rule.role} said {hits[0].match!r} at {hits[0].start_s:.1f} s"
             return base(status="passed", reason=reason, cites=(hits[0], *context))
-        if anchor is None and not context:  # cite the edge of the window that was searched
+        if anchor is None and not context and rule.anchor in ("start", "end"):
+            # cite the edge of the window that was searched (where it should have been said)
             own = [x for x, _ in call.of(rule.role) if start <= x.start_s <= end]
             anchor = (own[-1] if rule.anchor == "end" else own[0]) if own else None
+        elif anchor is None and not context:
+            # anywhere in the call: the customer's complaint is what went unanswered, not
+            # the agent's greeting (the first agent line has nothing to do with it)
+            anchor = call.complaint
         opened = (_cite(anchor),) if anchor is not None and not context else context
         return base(reason=f"{rule.role} never said it {where}", cites=opened)
     if hits:
@@ -281,6 +286,25 @@ def evaluate_check(check: Check, metrics: dict[str, Any], call: _Call) -> Findin
         bound.append(f"≥ {check.min:g}")
     ok = (check.max is None or value <= check.max) and (check.min is None or value >= check.min)
     cites: list[Cite] = []
+    rose = (
+        check.metric == "agitation_end"
+        and metrics.get("agitation_calmed") is False
+        and (metrics.get("agitation_start") or 0) < value
+    )
+    if rose:
+        # One verdict per call: a customer whose agitation rose did not calm down, even
+        # when the end level is under the bound (the card's agitation says calmed: false).
+        start_level = metrics.get("agitation_start") or 0
+        last = next((x for x in reversed(call.lines) if x.role == "customer"), None)
+        reason = (
+            f"customer agitation rose from {start_level:g} to {value:g} cues per line (not calmed)"
+        )
+        return replace(
+            base,
+            status="failed",
+            reason=reason,
+            cites=(_cite(last, "agitation at the end"),) if last is not None else (),
+        )
     if check.metric.startswith("agent_interruption"):
         for cut in metrics["interruptions"]:
             if cut["by"] == "agent":
@@ -351,6 +375,7 @@ def audit(
         line = ordered[item["index"]][0]
         item.update(segment_id=line.segment_id, start_s=line.start_s, text=line.text)
     metrics["agitation_start"], metrics["agitation_end"] = agit.start, agit.end
+    metrics["agitation_calmed"] = agit.calmed
     findings = [evaluate_rule(rule, call) for rule in ruleset.rules]
     findings += [evaluate_check(check, metrics, call) for check in ruleset.checks]
     return Scorecard(

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from earwitness.config import Settings, load_settings
@@ -21,6 +22,7 @@ from earwitness.errors import BadInput
 from earwitness.qa.audit import Line, audit
 from earwitness.qa.report import agents_html, call_html
 from earwitness.qa.rules import rules_for
+from earwitness.timezones import EXAMPLES
 
 console = Console()
 err = Console(stderr=True)
@@ -97,7 +99,15 @@ def _print_card(card: dict[str, Any]) -> None:
     for f in card["findings"]:
         cite = f["cites"][0] if f["cites"] else None
         where = f"#{cite['segment_id']} {cite['start_s']:.1f}s {cite['text'][:50]}" if cite else ""
-        table.add_row(f["rule_id"], f"[{colour[f['status']]}]{f['status']}[/]", f["reason"], where)
+        result, why = f"[{colour[f['status']]}]{f['status']}[/]", escape(f["reason"])
+        override = f.get("override")
+        if override:  # a person's decision: say so, and keep the machine's verdict beside it
+            result += f" [bold](overridden; machine: {override['machine_status']})[/]"
+            why = (
+                f"override by {escape(str(override['by']))}: {escape(str(override['reason']))}"
+                f" — machine: {why}"
+            )
+        table.add_row(f["rule_id"], result, why, escape(where))
     console.print(table)
 
 
@@ -130,25 +140,34 @@ def qa(
 
 def qa_agents(
     start: Annotated[
-        datetime | None, typer.Option("--from", help="start (default: 7 days ago)")
+        str | None, typer.Option("--from", help=f"start: {EXAMPLES} (default: 7 days ago)")
     ] = None,
-    end: Annotated[datetime | None, typer.Option("--to", help="end (default: now)")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="end (default: now)")] = None,
     agent: Annotated[str | None, typer.Option(help="only this agent")] = None,
+    tz: Annotated[str | None, typer.Option(help="IANA zone; default EARWITNESS_TIMEZONE")] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="text|json|html")] = "text",  # noqa: A002
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write here")] = None,
 ) -> None:
-    """Per-agent scorecards over a period: mean score, trend, worst calls, most missed rules."""
+    """Per-agent scorecards over a period: mean score, trend (local days), worst calls."""
     from earwitness.qa.store import agent_scorecards
     from earwitness.runtime import Runtime
+    from earwitness.timezones import last_days, parse_period, zone_named
 
     if format not in FORMATS:
         raise BadInput(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
-    stop = (end or datetime.now(UTC)).replace(tzinfo=(end.tzinfo if end and end.tzinfo else UTC))
-    begin = start.replace(tzinfo=start.tzinfo or UTC) if start else stop - timedelta(days=7)
-    runtime = Runtime.open(load_settings())
+    settings = load_settings()
+    now = datetime.now(UTC)
+    try:
+        zone = zone_named(tz or settings.timezone)
+        when = parse_period(start, end, zone, now=now)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    stop = when.end or now
+    begin = when.start or last_days(7, zone, now=now).start or stop - timedelta(days=7)
+    runtime = Runtime.open(settings)
     try:
         with runtime.db.session() as session:
-            data = agent_scorecards(session, begin, stop, agent=agent)
+            data = agent_scorecards(session, begin, stop, agent=agent, zone=zone)
     finally:
         runtime.close()
     if format == "json":

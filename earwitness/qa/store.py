@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -25,9 +26,11 @@ from earwitness.qa.audit import Finding, Line, apply_overrides, audit, score_of
 from earwitness.qa.loudness import line_loudness
 from earwitness.qa.rules import rules_for
 from earwitness.qa.speech import channel_roles, speech_by_role
+from earwitness.timezones import iso_local, local_day
 from earwitness.transcription.pipeline import latest_transcript
 
 STATUSES = ("passed", "failed", "not_applicable")
+REMOVED = "removed"  # an override row that withdraws the one before it
 
 
 def transcript_lines(transcript: Transcript) -> tuple[list[Line], list[int | None]]:
@@ -108,6 +111,9 @@ def _overrides(
         select(QaOverride).where(QaOverride.recording_id.in_(recording_ids)).order_by(QaOverride.id)
     )
     for o in rows:
+        if o.status == REMOVED:  # withdrawn: the machine's result applies again
+            out[o.recording_id].pop(o.rule_id, None)
+            continue
         earlier = out[o.recording_id].get(o.rule_id, {}).get("revisions", 0)
         out[o.recording_id][o.rule_id] = {
             "status": o.status,
@@ -128,7 +134,7 @@ def scorecard(session: Session, recording_id: int) -> dict[str, Any]:
     """The call's scorecard with overrides applied (the machine's score kept beside it)."""
     row = session.scalar(select(QaResult).where(QaResult.recording_id == recording_id))
     if row is None:
-        raise NotFound(f"recording {recording_id} has not been audited yet")
+        raise _not_audited(session, recording_id)
     findings = _findings(row, _overrides(session, [recording_id]).get(recording_id, {}))
     return {
         "recording_id": recording_id,
@@ -159,7 +165,7 @@ def set_override(
         raise BadInput("an override needs a reason")
     row = session.scalar(select(QaResult).where(QaResult.recording_id == recording_id))
     if row is None:
-        raise NotFound(f"recording {recording_id} has not been audited yet")
+        raise _not_audited(session, recording_id)
     known = {f["rule_id"] for f in row.findings.get("items", [])}
     if rule_id not in known:
         raise NotFound(f"rule {rule_id!r} is not in this call's audit; known: {sorted(known)}")
@@ -169,10 +175,62 @@ def set_override(
     return scorecard(session, recording_id)
 
 
-def agent_scorecards(
-    session: Session, start: datetime, end: datetime, *, agent: str | None = None, worst: int = 5
+def _not_audited(session: Session, recording_id: int) -> NotFound:
+    """'Does not exist' for a missing recording; 'not audited yet' only for a real one."""
+    if session.get(Recording, recording_id) is None:
+        return NotFound(f"recording {recording_id} does not exist")
+    return NotFound(f"recording {recording_id} has not been audited yet")
+
+
+def remove_override(
+    session: Session, recording_id: int, rule_id: str, reason: str, by: str
 ) -> dict[str, Any]:
-    """Per agent over [start, end): calls, mean score, daily trend, worst calls, missed rules."""
+    """Withdraw a rule's override: the machine's result applies again. Nothing is deleted;
+    a ``removed`` row joins the history, so who changed what and why stays on record.
+    Idempotent like any DELETE: a rule with no override is left as it is."""
+    row = session.scalar(select(QaResult).where(QaResult.recording_id == recording_id))
+    if row is None:
+        raise _not_audited(session, recording_id)
+    known = {f["rule_id"] for f in row.findings.get("items", [])}
+    if rule_id not in known:
+        raise NotFound(f"rule {rule_id!r} is not in this call's audit; known: {sorted(known)}")
+    current = _overrides(session, [recording_id]).get(recording_id, {})
+    if rule_id not in current:
+        return scorecard(session, recording_id)
+    session.add(QaOverride(recording_id=recording_id, rule_id=rule_id, status=REMOVED,
+                           reason=reason.strip() or "override removed", by=by))  # fmt: skip
+    session.flush()
+    return scorecard(session, recording_id)
+
+
+def override_history(session: Session, recording_id: int) -> list[dict[str, Any]]:
+    """Every override of a call, oldest first, including withdrawals (status ``removed``)."""
+    if session.get(Recording, recording_id) is None:
+        raise NotFound(f"recording {recording_id} does not exist")
+    rows = session.scalars(
+        select(QaOverride).where(QaOverride.recording_id == recording_id).order_by(QaOverride.id)
+    )
+    return [
+        {"id": o.id, "rule_id": o.rule_id, "status": o.status, "reason": o.reason,
+         "by": o.by, "at": o.created_at.isoformat()}
+        for o in rows
+    ]  # fmt: skip
+
+
+def agent_scorecards(
+    session: Session,
+    start: datetime,
+    end: datetime,
+    *,
+    agent: str | None = None,
+    worst: int = 5,
+    zone: ZoneInfo | None = None,
+) -> dict[str, Any]:
+    """Per agent over [start, end): calls, mean score, daily trend, worst calls, missed rules.
+
+    Trend days are local to ``zone`` (EARWITNESS_TIMEZONE): a 07:06 Beijing call counts on
+    that Beijing day, not the UTC day before."""
+    zone = zone or ZoneInfo("UTC")
     if end <= start:
         raise BadInput("'to' must be after 'from'")
     query = select(QaResult).where(QaResult.call_at >= start, QaResult.call_at < end)
@@ -190,7 +248,7 @@ def agent_scorecards(
         daily: dict[str, list[float]] = defaultdict(list)
         for row, s, _ in items:
             if s is not None:
-                daily[row.call_at.date().isoformat()].append(s)
+                daily[local_day(row.call_at, zone).isoformat()].append(s)
         missed = Counter(f.rule_id for _, _, fs in items for f in fs if f.status == "failed")
         titles = {f.rule_id: f.title for _, _, fs in items for f in fs}
         ranked = sorted(items, key=lambda x: (x[1] is None, x[1] if x[1] is not None else 0))
@@ -208,7 +266,7 @@ def agent_scorecards(
                         "recording_id": r.recording_id,
                         "call_id": r.call_id,
                         "score": s,
-                        "call_at": r.call_at.isoformat(),
+                        "call_at": iso_local(r.call_at, zone),
                         "failed": [f.rule_id for f in fs if f.status == "failed"],
                     }
                     for r, s, fs in ranked[:worst]
@@ -228,4 +286,10 @@ def agent_scorecards(
                 ),
             }
         )
-    return {"from": start.isoformat(), "to": end.isoformat(), "agents": agents}
+    return {
+        "from": iso_local(start, zone),
+        "to": iso_local(end, zone),
+        "tz": zone.key,
+        "period": {"from": iso_local(start, zone), "to": iso_local(end, zone), "tz": zone.key},
+        "agents": agents,
+    }

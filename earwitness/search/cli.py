@@ -40,16 +40,6 @@ search_app = typer.Typer(
 )
 
 
-def _when(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadInput(f"--{name} must be an ISO date or date-time, got {value!r}") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
 def _json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
@@ -65,8 +55,10 @@ def _marked(text: str, spans: list[tuple[int, int]]) -> Text:
 def query(
     q: Annotated[str, typer.Argument(help='words, "phrase", OR, -word, prefix*, fuzzy~')],
     role: Annotated[str | None, typer.Option(help="agent|customer")] = None,
-    from_: Annotated[str | None, typer.Option("--from", help="call time ≥ (ISO)")] = None,
-    to: Annotated[str | None, typer.Option(help="call time < (ISO)")] = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="call time ≥: a day, today, this-week or ISO")
+    ] = None,
+    to: Annotated[str | None, typer.Option(help="call time < (a day: up to its end)")] = None,
     agent: Annotated[str | None, typer.Option()] = None,
     queue: Annotated[str | None, typer.Option()] = None,
     caller: Annotated[str | None, typer.Option()] = None,
@@ -84,13 +76,20 @@ def query(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Find transcript segments; each row links to the audio at that moment."""
+    from earwitness.config import load_settings
     from earwitness.search import SearchFilter, SearchOptions, search
+    from earwitness.timezones import parse_period, show, zone_named
 
     if sort not in ("relevance", "newest", "oldest"):
         raise BadInput(f"--sort must be relevance, newest or oldest, not {sort!r}")
+    zone = zone_named(load_settings().timezone)  # days and times without offset: local
+    try:
+        when = parse_period(from_, to, zone, now=datetime.now(UTC))
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
     filters = SearchFilter(
-        start=_when(from_, "from"),
-        end=_when(to, "to"),
+        start=when.start,
+        end=when.end,
         role=role,
         agent=agent,
         queue=queue,
@@ -119,7 +118,7 @@ def query(
         table.add_column(column, overflow="fold")
     for hit in result.hits:
         table.add_row(
-            hit.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
+            show(hit.at, zone),
             str(hit.call_id or "-"),
             ", ".join(c.number for c in hit.cases) or "-",
             hit.role,

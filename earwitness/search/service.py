@@ -25,6 +25,7 @@ from earwitness.models import Agent, Call, Case, Queue, Recording, Segment, Tran
 from earwitness.search.backends import SearchBackend, backend_for
 from earwitness.search.normalize import fold
 from earwitness.search.query import And, Node, Or, Term, parse_query, positive_terms
+from earwitness.telephony.queries import agent_matches
 
 Sort = Literal["relevance", "newest", "oldest"]
 FUZZY_CANDIDATES = 20_000  # segments sharing a trigram that rapidfuzz looks at, best first
@@ -212,7 +213,7 @@ def _apply_filters(query: Any, session: Session, f: SearchFilter, at: Any) -> An
     if f.language:
         query = query.where(sa.func.coalesce(Segment.language, Transcript.language) == f.language)
     if f.agent:
-        agents = sa.select(Agent.id).where((Agent.interface == f.agent) | (Agent.name == f.agent))
+        agents = sa.select(Agent.id).where(agent_matches(f.agent))  # one agent identity
         query = query.where(Call.agent_id.in_(agents))
     if f.queue:
         query = query.where(Call.queue_id.in_(sa.select(Queue.id).where(Queue.name == f.queue)))

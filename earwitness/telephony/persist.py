@@ -8,8 +8,12 @@ the raw seconds.
 
 from __future__ import annotations
 
+import logging
+import queue as _queue
+import threading as _threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,6 +32,8 @@ from earwitness.telephony.agents import AgentState
 from earwitness.telephony.calls import TrackedCall
 from earwitness.telephony.records import CallRecord
 from earwitness.telephony.rings import Cadence, SlaTarget, ring_count
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,13 +54,20 @@ def queue_row(session: Session, name: str, defaults: SlaDefaults) -> Queue:
 
 
 def agent_row(session: Session, interface: str, name: str | None = None) -> Agent:
+    """The agent row of a PBX identifier, named by the one agent identity (issue 18): a
+    name the PBX gives is learned for the identifier, a known name is applied."""
+    from earwitness.telephony.identities import learn, name_for
+
+    if name:
+        learn(session, interface, name, "ami")
+    known = name_for(session, interface) or name
     row = session.scalar(select(Agent).where(Agent.interface == interface))
     if row is None:
-        row = Agent(interface=interface, name=name)
+        row = Agent(interface=interface, name=known)
         session.add(row)
         session.flush()
-    elif name and not row.name:
-        row.name = name
+    elif known and row.name != known:
+        row.name = known
     return row
 
 
@@ -188,8 +201,16 @@ def save_imported(
     *,
     source: str = "queue_log",
     progress: Callable[[int], None] | None = None,
+    members: Iterable[tuple[str, str]] = (),
 ) -> tuple[int, int]:
-    """Insert or update imported records keyed by their callid; returns (new, updated)."""
+    """Insert or update imported records keyed by their callid; returns (new, updated).
+
+    ``members`` — (interface, name) pairs from ADDMEMBER lines — are learned first, so the
+    imported calls carry the same agent names as live tracking."""
+    from earwitness.telephony.identities import learn
+
+    for interface, name in members:
+        learn(session, interface, name, source)
     new = updated = 0
     for n, record in enumerate(records, start=1):
         row = session.scalar(select(Call).where(Call.source == source, Call.linkedid == record.key))
@@ -203,11 +224,53 @@ def save_imported(
         row.kind = "queue"
         row.time_source = "event"
         apply_record(session, row, record, defaults)
+        times: tuple[tuple[datetime, datetime | None], ...] = record.rona_times or tuple(
+            (record.entered_at, None) for _ in record.rona
+        )
         row.attempts = [
-            AgentAttempt(agent=agent_row(session, agent), rang_at=record.entered_at, result="rona")
-            for agent in record.rona
+            AgentAttempt(
+                agent=agent_row(session, agent), rang_at=rang, ended_at=stopped, result="rona"
+            )
+            for agent, (rang, stopped) in zip(record.rona, times, strict=True)
         ]
         if progress is not None:
             progress(n)
     session.flush()
     return new, updated
+
+
+class DbWriter:
+    """One thread that runs the tracker's database writes in order, off the asyncio loop.
+
+    The AMI loop must keep answering Pings and reading events while the database is slow
+    (SQLite waits up to 30 s for a lock; PostgreSQL may be reconnecting): the loop hands
+    each write over as a callable and goes on. Order is kept, so a call's saves land in
+    the order its events came.
+    """
+
+    def __init__(self, name: str = "earwitness-ami-writer") -> None:
+        self._items: _queue.Queue[Callable[[], None] | None] = _queue.Queue()
+        self._thread = _threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, write: Callable[[], None]) -> None:
+        self._items.put(write)
+
+    @property
+    def backlog(self) -> int:
+        return self._items.qsize()
+
+    def close(self, timeout: float = 15.0) -> None:
+        """Finish what is queued, then stop."""
+        self._items.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            write = self._items.get()
+            if write is None:
+                return
+            try:
+                write()
+            except Exception:  # each write logs its own failure; the thread must survive
+                _log.exception("tracker write failed")

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from earwitness.models import Agent, AgentAttempt, AgentStateSpan, Call, Queue
+from earwitness.models import Agent, AgentAttempt, AgentIdentity, AgentStateSpan, Call, Queue
 from earwitness.telephony.agents import Span, time_in_states
 from earwitness.telephony.persist import SlaDefaults, target_for
 from earwitness.telephony.records import CallOutcome, CallRecord
@@ -37,9 +37,7 @@ def filtered_calls(f: CallFilter) -> Select[Call]:
     if f.queue:
         query = query.join(Queue, Call.queue_id == Queue.id).where(Queue.name == f.queue)
     if f.agent:
-        query = query.join(Agent, Call.agent_id == Agent.id).where(
-            (Agent.interface == f.agent) | (Agent.name == f.agent)
-        )
+        query = query.join(Agent, Call.agent_id == Agent.id).where(agent_matches(f.agent))
     if f.outcome:
         query = query.where(Call.outcome == f.outcome)
     if f.caller:
@@ -49,6 +47,13 @@ def filtered_calls(f: CallFilter) -> Select[Call]:
     if f.queues:
         query = query.where(Call.queue_id.in_(select(Queue.id).where(Queue.name.in_(f.queues))))
     return query
+
+
+def agent_matches(label: str) -> ColumnElement[bool]:
+    """Agent rows that are ``label``: by interface, by name, or by the one agent identity
+    (``PJSIP/2001`` finds Lucy Zhao's calls under every identifier she has)."""
+    same_person = select(AgentIdentity.name).where(AgentIdentity.identifier == label)
+    return or_(Agent.interface == label, Agent.name == label, Agent.name.in_(same_person))
 
 
 def count_calls(session: Session, f: CallFilter) -> int:

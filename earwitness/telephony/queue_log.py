@@ -25,16 +25,22 @@ another) gets ``callid#2``, ``callid#3``... as per-queue statistics require.
 
 Times come from the line's epoch (whole seconds in stock Asterisk). If the log starts in
 the middle of a call, entry/answer times are rebuilt from holdtime/calltime/waittime.
-Nothing here opens files or raises on bad input: every unusable line is reported with its
-number and the reason.
+Nothing here raises on bad input: every unusable line is reported with its number and the
+reason. The one function that opens the file, :func:`read_since`, reads only what a resync
+needs (the gap, found by reading backwards from the end or from the last read offset), so a
+gigabyte of history is not re-read at every AMI reconnect; it follows ``logrotate``
+(rename: the rest of the old file by its inode, then the new one) and ``copytruncate``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import BinaryIO
 
 from earwitness.telephony.records import MAX_WAIT_S, CallOutcome, CallRecord
 
@@ -112,6 +118,8 @@ class QueueLogImport:
     events_used: int
     events_ignored: int
     last_event_at: datetime | None
+    #: (interface, member name) pairs seen in ADDMEMBER lines: the agent identity mapping
+    members: list[tuple[str, str]] = field(default_factory=list)
 
 
 class QueueLogLineError(ValueError):
@@ -168,6 +176,7 @@ class _Visit:
     ended_at: datetime | None = None
     outcome: CallOutcome = CallOutcome.IN_PROGRESS
     rona: list[str] = field(default_factory=list)
+    rona_times: list[tuple[datetime, datetime]] = field(default_factory=list)
     transferred_to: str | None = None
 
     def record(self) -> CallRecord:
@@ -182,6 +191,7 @@ class _Visit:
             outcome=self.outcome,
             rona=tuple(self.rona),
             transferred_to=self.transferred_to,
+            rona_times=tuple(self.rona_times),
         )
 
 
@@ -192,6 +202,7 @@ class _Importer:
     warnings: list[LineProblem] = field(default_factory=list)
     open: dict[str, _Visit] = field(default_factory=dict)
     visits: dict[str, int] = field(default_factory=dict)
+    members: list[tuple[str, str]] = field(default_factory=list)
     used: int = 0
     ignored: int = 0
     last_at: datetime | None = None
@@ -212,6 +223,8 @@ class _Importer:
             self.skipped.append(_problem(ev.line_no, f"inconsistent call: {exc}", text))
 
     def handle(self, ev: QueueLogEvent, text: str) -> None:
+        if ev.event == "ADDMEMBER":
+            self.member(ev)
         if ev.event in _IGNORED:
             self.ignored += 1
             return
@@ -230,7 +243,16 @@ class _Importer:
             if visit is None:
                 raise QueueLogLineError("RINGNOANSWER for a call never seen entering")
             if ev.agent:
+                # The line's own time is when the ringing stopped; its first field is how
+                # long the agent rang (ms), so two ring-outs of one call get their own times.
+                try:
+                    ring_ms = _number(ev.data, 0, "ringtime", limit=MAX_WAIT_S * 1000)
+                except QueueLogLineError as exc:
+                    ring_ms = 0.0
+                    self.warnings.append(_problem(ev.line_no, f"{exc}; ring start unknown", text))
+                rang = max(visit.entered_at, ev.at - timedelta(milliseconds=ring_ms))
                 visit.rona.append(ev.agent)
+                visit.rona_times.append((rang, ev.at))
         elif ev.event == "CONNECT":
             self.connect(visit, ev, text)
         elif ev.event in _ANSWER_ENDS:
@@ -238,6 +260,18 @@ class _Importer:
         else:
             self.end_unanswered(visit, ev, text)
         self.used += 1
+
+    def member(self, ev: QueueLogEvent) -> None:
+        """``ADDMEMBER`` naming both an interface and a member name (agent field and data,
+        in either order) links them; one with a single identifier has nothing to link."""
+        names = [x.strip() for x in (ev.agent or "", *ev.data) if x and x.strip()]
+        names = [x for x in names if x.upper() not in ("PAUSED", "NONE")]
+        interfaces = [x for x in names if "/" in x]
+        people = [x for x in names if "/" not in x]
+        if interfaces and people:
+            pair = (interfaces[0][:120], people[0][:120])
+            if pair not in self.members:
+                self.members.append(pair)
 
     def enter(self, visit: _Visit | None, ev: QueueLogEvent, text: str) -> None:
         if visit is not None:  # previous visit never logged its end
@@ -360,4 +394,130 @@ def parse_queue_log(lines: Iterable[bytes | str]) -> QueueLogImport:
         events_used=imp.used,
         events_ignored=imp.ignored,
         last_event_at=imp.last_at,
+        members=imp.members,
     )
+
+
+# -- reading only the tail a resync needs --------------------------------------------------
+
+_BLOCK = 1 << 16
+
+
+@dataclass(frozen=True)
+class LogPosition:
+    """Where the last read stopped: the file (inode), its size then, and the byte offset just
+    after the last complete line consumed."""
+
+    inode: int
+    size: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class TailRead:
+    lines: list[bytes]  # complete lines with epoch >= since, oldest first
+    position: LogPosition
+    bytes_read: int  # what it cost: the gap plus a block, not the whole file
+    rotated: bool = False  # the file was replaced since the last read (logrotate)
+    truncated: bool = False  # the file shrank below the last offset (copytruncate)
+
+
+def line_epoch(line: bytes) -> float | None:
+    """The epoch a raw queue_log line starts with; None when it has none."""
+    head = line.split(b"|", 1)[0]
+    try:
+        value = float(head)
+    except ValueError:
+        return None
+    return value if 0 <= value < _MAX_EPOCH else None
+
+
+def _window_start(f: BinaryIO, end: int, since: float) -> tuple[int, int]:
+    """Offset of the first line at or after ``since``, scanning backwards from ``end``; the
+    log is appended in time order, so the scan stops at the first older line it meets.
+    Returns (offset, bytes read)."""
+    pos, cost = end, 0
+    while pos > 0:
+        start = max(0, pos - _BLOCK)
+        f.seek(start)
+        chunk = f.read(pos - start)
+        cost += len(chunk)
+        first = 0
+        if start > 0:
+            newline = chunk.find(b"\n")
+            if newline < 0:  # one line longer than a block: junk, keep going back
+                pos = start
+                continue
+            first = newline + 1
+        offset, cut = start + first, None
+        for line in chunk[first:].split(b"\n"):
+            epoch = line_epoch(line)
+            if epoch is not None and epoch < since:
+                cut = offset + len(line) + 1
+            offset += len(line) + 1
+        if cut is not None:
+            return min(cut, end), cost
+        if start == 0:
+            return 0, cost
+        pos = start + first
+    return 0, cost
+
+
+def _read_lines(f: BinaryIO, start: int, since: float) -> tuple[list[bytes], int, int]:
+    """Complete lines from ``start`` to EOF with epoch >= since; (lines, end offset, cost)."""
+    f.seek(start)
+    data = f.read()
+    end = data.rfind(b"\n") + 1  # a line still being written is read next time
+    lines = [
+        line + b"\n"
+        for line in data[:end].split(b"\n")[:-1]
+        if (epoch := line_epoch(line)) is None or epoch >= since
+    ]
+    return lines, start + end, len(data)
+
+
+def _rotated_away(path: Path, inode: int) -> Path | None:
+    """The file that had ``inode`` before logrotate renamed it (queue_log.1, ...)."""
+    for sibling in sorted(path.parent.glob(path.name + ".*")):
+        try:
+            if sibling.stat().st_ino == inode and sibling.is_file():
+                return sibling
+        except OSError:
+            continue
+    return None
+
+
+def read_since(path: Path, since_epoch: float, last: LogPosition | None) -> TailRead:
+    """The complete lines of ``path`` stamped ``since_epoch`` or later, and where to go on.
+
+    With ``last`` from the previous call the read starts at its offset (stepping back only
+    as far as ``since_epoch`` needs). A new inode means the file was rotated: the old file's
+    rest (found beside it by inode) comes first, then the new file from its start. A file
+    shorter than ``last.offset`` was truncated in place and is read from its start.
+    Raises OSError when the file cannot be read (the caller decides what that means).
+    """
+    stat = os.stat(path)
+    lines: list[bytes] = []
+    cost = 0
+    rotated = truncated = False
+    start: int | None = None
+    if last is not None and last.inode != stat.st_ino:
+        rotated = True
+        old = _rotated_away(path, last.inode)
+        if old is not None:
+            with old.open("rb") as f:
+                rest, _, spent = _read_lines(f, min(last.offset, old.stat().st_size), since_epoch)
+            lines += rest
+            cost += spent
+        start = 0
+    elif last is not None and stat.st_size < last.offset:
+        truncated, start = True, 0
+    with path.open("rb") as f:
+        if start is None:
+            anchor = last.offset if last is not None else stat.st_size
+            start, spent = _window_start(f, anchor, since_epoch)
+            cost += spent
+        new, end, spent = _read_lines(f, start, since_epoch)
+    lines += new
+    cost += spent
+    return TailRead(lines, LogPosition(stat.st_ino, stat.st_size, end), cost, rotated, truncated)

@@ -65,6 +65,9 @@ class CallRecord:
     #: Every queue the caller passed through, in order (``queue`` is the one that owns the
     #: call: the answering queue, else the last one). Empty for direct calls.
     queues: tuple[str, ...] = ()
+    #: When each ring-out in ``rona`` rang and stopped, where the source says (queue_log's
+    #: RINGNOANSWER line time and ring duration); same order as ``rona``, or empty.
+    rona_times: tuple[tuple[datetime, datetime], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.key:

@@ -156,9 +156,14 @@ class SlaTarget:
         )
 
     def describe(self) -> str:
+        """``3 rings at the cn cadence (1 s on, 4 s off)``: rings, never read as seconds."""
         parts = []
         if self.rings is not None:
-            parts.append(f"{self.rings} rings ({self.cadence.name}, {self.cadence.period_s:g} s)")
+            pattern = ", ".join(
+                f"{ms / 1000:g} s {'on' if i % 2 == 0 else 'off'}"
+                for i, ms in enumerate(self.cadence.pattern_ms)
+            )
+            parts.append(f"{self.rings} rings at the {self.cadence.name} cadence ({pattern})")
         if self.seconds is not None:
             parts.append(f"{self.seconds:g} s")
         return " and ".join(parts)

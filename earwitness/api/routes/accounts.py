@@ -17,6 +17,7 @@ from earwitness.accounts.credentials import verify_password
 from earwitness.accounts.sessions import csrf_token, issue_login_token
 from earwitness.api.auth import SESSION_COOKIE
 from earwitness.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from earwitness.api.params import DbInt
 from earwitness.errors import AuthError
 from earwitness.models import ROLES
 
@@ -116,7 +117,7 @@ def add_user(body: UserIn, session: SessionDep) -> dict[str, Any]:
 
 
 @router.patch("/api/users/{user_id}", response_model=UserOut)
-def patch_user(user_id: int, body: UserPatch, session: SessionDep) -> dict[str, Any]:
+def patch_user(user_id: DbInt, body: UserPatch, session: SessionDep) -> dict[str, Any]:
     """Change role, display name, PBX agent link, queues; ``active=false`` disables the
     user and ends their sessions and keys at once."""
     user = user_service.get_user(session, user_id)
@@ -125,13 +126,13 @@ def patch_user(user_id: int, body: UserPatch, session: SessionDep) -> dict[str, 
 
 
 @router.post("/api/users/{user_id}/password", status_code=204)
-def set_user_password(user_id: int, body: PasswordIn, session: SessionDep) -> None:
+def set_user_password(user_id: DbInt, body: PasswordIn, session: SessionDep) -> None:
     user_service.set_password(session, user_service.get_user(session, user_id), body.password)
 
 
 @router.post("/api/users/{user_id}/login-link", status_code=201)
 def login_link(
-    user_id: int, request: Request, runtime: RuntimeDep, session: SessionDep
+    user_id: DbInt, request: Request, runtime: RuntimeDep, session: SessionDep
 ) -> dict[str, Any]:
     """A single-use login URL for a user (e.g. to set a forgotten password)."""
     user = user_service.get_user(session, user_id)
@@ -156,6 +157,6 @@ def create_key(body: KeyIn, session: SessionDep) -> dict[str, Any]:
 
 
 @router.delete("/api/keys/{key_id}", response_model=KeyOut)
-def revoke_key(key_id: int, session: SessionDep) -> dict[str, Any]:
+def revoke_key(key_id: DbInt, session: SessionDep) -> dict[str, Any]:
     """Revoke now: the next request with this key gets 401."""
     return key_service.key_dict(key_service.revoke_key(session, key_id))

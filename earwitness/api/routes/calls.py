@@ -8,21 +8,22 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from earwitness.api.deps import Principal, PrincipalDep, RuntimeDep, SessionDep
+from earwitness.api.params import DbInt, period
 from earwitness.api.permissions import CallScope, call_in_scope, call_scope, sees_full_numbers
-from earwitness.errors import BadInput, Forbidden, NotFound
+from earwitness.errors import Forbidden, NotFound
 from earwitness.masking import redact
 from earwitness.models import Call
 from earwitness.runtime import Runtime
+from earwitness.telephony.identities import all_identities, set_name
 from earwitness.telephony.persist import SlaDefaults
 from earwitness.telephony.queries import (
     CallFilter,
@@ -36,8 +37,11 @@ from earwitness.telephony.queries import (
     target_of,
 )
 from earwitness.telephony.sla import live_snapshot, summarise
+from earwitness.telephony.sla_export import XLSX_MEDIA_TYPE, heading, to_csv, to_xlsx
+from earwitness.timezones import EXAMPLES, Period, day_start, local_day, zone_named
 
 router = APIRouter(tags=["calls"])
+PERIOD_HELP = f"a day, word or time ({EXAMPLES}); days are local to tz"
 T = TypeVar("T")
 
 
@@ -114,14 +118,6 @@ class CallDetail(CallOut):
     transfers: list[TransferOut]
 
 
-def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise BadInput(f"{name} needs a timezone (e.g. 2026-11-26T08:00:00+08:00 or ...Z)")
-    return value
-
-
 def _scoped(f: CallFilter, scope: CallScope) -> CallFilter | None:
     """The filter narrowed to what the user may see; None when that is nothing."""
     if scope.nothing or (scope.agent is not None and f.agent not in (None, scope.agent)):
@@ -152,17 +148,14 @@ def shown(principal: Principal, data: T, numbers: Any) -> T:
 
 
 def _filter(
-    start: datetime | None,
-    end: datetime | None,
+    when: Period,
     queue: str | None,
     agent: str | None,
     outcome: str | None,
     caller: str | None,
-    min_rings: int | None = None,
+    min_rings: DbInt | None = None,
 ) -> CallFilter:
-    return CallFilter(
-        _aware(start, "from"), _aware(end, "to"), queue, agent, outcome, caller, min_rings
-    )
+    return CallFilter(when.start, when.end, queue, agent, outcome, caller, min_rings)
 
 
 Outcome = Literal[
@@ -172,23 +165,26 @@ Outcome = Literal[
 
 @router.get("/api/calls", response_model=CallPage)
 def list_calls(
+    runtime: RuntimeDep,
     session: SessionDep,
     who: PrincipalDep,
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
+    start: Annotated[str | None, Query(alias="from", description=PERIOD_HELP)] = None,
+    end: Annotated[str | None, Query(alias="to")] = None,
+    tz: str | None = None,
     queue: str | None = None,
     agent: str | None = None,
     outcome: Outcome | None = None,
     caller: str | None = None,
-    min_rings: Annotated[int | None, Query(ge=0)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    min_rings: Annotated[DbInt | None, Query(ge=0)] = None,
+    limit: Annotated[DbInt, Query(ge=1, le=500)] = 50,
+    offset: Annotated[DbInt, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
     """Calls, newest first; ``from``/``to`` bound the time the caller started ringing.
 
     Agents get their own calls, leads their queues' calls; numbers are masked for roles
     that do not call customers back."""
-    scoped = _scoped(_filter(start, end, queue, agent, outcome, caller, min_rings), call_scope(who))
+    when = period(runtime, start, end, tz)
+    scoped = _scoped(_filter(when, queue, agent, outcome, caller, min_rings), call_scope(who))
     if scoped is None:
         return {"total": 0, "limit": limit, "offset": offset, "items": []}
     f = scoped
@@ -209,7 +205,7 @@ def list_calls(
 
 
 @router.get("/api/calls/{call_id}", response_model=CallDetail)
-def read_call(call_id: int, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
+def read_call(call_id: DbInt, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
     row = check_call_scope(session, call_scope(who), call_id)
     detail = {
         **call_summary(row),
@@ -243,33 +239,30 @@ def _defaults(runtime: Runtime) -> SlaDefaults:
     return SlaDefaults(runtime.settings.sla_rings, runtime.settings.sla_cadence)
 
 
-def _zone(tz: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise BadInput(f"unknown time zone {tz!r} (use an IANA name like Asia/Shanghai)") from None
-
-
-@router.get("/api/sla")
+@router.get("/api/sla", response_model=None)
 def sla(
     runtime: RuntimeDep,
     session: SessionDep,
     who: PrincipalDep,
     group_by: Literal["queue", "agent", "hour", "day", "total"] = "queue",
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
+    start: Annotated[str | None, Query(alias="from", description=PERIOD_HELP)] = None,
+    end: Annotated[str | None, Query(alias="to")] = None,
     queue: str | None = None,
     agent: str | None = None,
-    tz: str = "UTC",
-) -> dict[str, Any]:
+    tz: Annotated[str | None, Query(description="IANA zone; default EARWITNESS_TIMEZONE")] = None,
+    format: Literal["json", "csv", "xlsx"] = "json",  # noqa: A002
+) -> dict[str, Any] | Response:
     """Service level, ASA, waits, abandons, rings histogram and RONA per group.
 
     Each queue is measured against its own target; other groupings use the target of
     ``queue`` if given, else the default (3 rings, China cadence unless configured).
+    Hours and days are local to ``tz``; the response echoes the period it covered.
+    ``format=csv|xlsx`` downloads the same rows with the target and period above them.
     """
-    scoped = _scoped(_filter(start, end, queue, agent, None, None), call_scope(who))
+    when = period(runtime, start, end, tz)
+    scoped = _scoped(_filter(when, queue, agent, None, None), call_scope(who))
     records = call_records(session, scoped) if scoped is not None else []
-    zone = _zone(tz)
+    zone = when.zone
     defaults = _defaults(runtime)
     groups: list[Any] = []
     if group_by == "queue":
@@ -281,7 +274,22 @@ def sla(
             groups += summarise(no_queue, target_of(session, None, defaults), "queue", zone)
     else:
         groups = summarise(records, target_of(session, queue, defaults), group_by, zone)
-    return {"group_by": group_by, "tz": tz, "groups": jsonable_encoder([asdict(g) for g in groups])}
+    target = target_of(session, queue, defaults).describe()
+    echo = when.echo()
+    if format != "json":
+        head = heading(target, echo, group_by)
+        name = f"sla-{group_by}.{format}"
+        disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
+        if format == "csv":
+            return Response(to_csv(groups, head), media_type="text/csv", headers=disposition)
+        return Response(to_xlsx(groups, head), media_type=XLSX_MEDIA_TYPE, headers=disposition)
+    return {
+        "group_by": group_by,
+        "tz": zone.key,
+        "period": echo,
+        "target": target,
+        "groups": jsonable_encoder([asdict(g) for g in groups]),
+    }
 
 
 def _live(runtime: Runtime) -> dict[str, Any]:
@@ -289,7 +297,8 @@ def _live(runtime: Runtime) -> dict[str, Any]:
         in_progress = call_records(session, CallFilter(outcome="in_progress"))
         states = agent_states(session)
         now = datetime.now(UTC)
-        day = now.replace(hour=0, minute=0, second=0, microsecond=0)  # UTC day
+        zone = zone_named(runtime.settings.timezone)
+        day = day_start(local_day(now, zone), zone)  # today in the configured zone
         members = agent_board(session, day, now)
         target = target_of(session, None, _defaults(runtime))
         ami = runtime.services.get("ami")
@@ -309,7 +318,7 @@ def _live(runtime: Runtime) -> dict[str, Any]:
             **asdict(snap),
             "agents": states,
             # Queue members as app_queue reports them: state now (paused + reason, available,
-            # in_call, ringing, logged_out...), since when, seconds in each state today (UTC).
+            # in_call, ringing, logged_out...), since when, seconds in each state today (local day).
             "members": members,
             "waiting": waiting,
             "pbx": ami.health() if ami is not None else {"configured": False},
@@ -334,7 +343,7 @@ async def live_stream(
     runtime: RuntimeDep,
     who: PrincipalDep,
     interval_s: Annotated[float, Query(ge=0.2, le=60)] = 1.0,
-    max_events: Annotated[int | None, Query(ge=1)] = None,
+    max_events: Annotated[DbInt | None, Query(ge=1)] = None,
 ) -> StreamingResponse:
     """Server-sent events: one ``snapshot`` event per interval for wallboards."""
 
@@ -349,6 +358,24 @@ async def live_stream(
             await asyncio.sleep(interval_s)
 
     return StreamingResponse(events(), media_type="text/event-stream")
+
+
+class IdentityIn(BaseModel):
+    identifier: str = Field(min_length=1, max_length=120, description="e.g. PJSIP/2001")
+    name: str = Field(min_length=1, max_length=120, description="e.g. Lucy Zhao")
+
+
+@router.get("/api/agents/identities")
+def agent_identities(session: SessionDep, _: PrincipalDep) -> list[dict[str, Any]]:
+    """Every agent with the PBX identifiers it is known by (interface, member name, ...)."""
+    return all_identities(session)
+
+
+@router.put("/api/agents/identities")
+def set_agent_identity(body: IdentityIn, session: SessionDep, _: PrincipalDep) -> dict[str, Any]:
+    """Say who an identifier is; SLA, QA and search then count it as that agent (past
+    figures included), and a learned name never overrides this one."""
+    return set_name(session, body.identifier, body.name)
 
 
 @router.get("/api/calls/by-linkedid/{linkedid}", response_model=CallOut)

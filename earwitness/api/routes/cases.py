@@ -6,13 +6,15 @@ import tempfile
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import IO, Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 
 from earwitness.api.deps import Principal, PrincipalDep, RuntimeDep, SessionDep
+from earwitness.api.params import DbInt
 from earwitness.api.permissions import call_scope, sees_full_numbers
 from earwitness.api.routes.calls import check_call_scope
 from earwitness.cases import lifecycle as lc
@@ -20,7 +22,7 @@ from earwitness.cases.deadlines import list_deadlines
 from earwitness.cases.followup import schedule_on_resolution
 from earwitness.cases.from_call import open_from_call, refresh_facts, review_fact
 from earwitness.cases.policy import Policy, deadline_states, policy_for
-from earwitness.cases.review import to_csv, to_html, week_start, weekly_review
+from earwitness.cases.review import to_csv, to_html, weekly_review
 from earwitness.cases.timeline import build_timeline
 from earwitness.evidence.bundle import write_bundle
 from earwitness.evidence.sniff import attachment, safe_member_name
@@ -28,12 +30,17 @@ from earwitness.evidence.store import CHUNK
 from earwitness.masking import mask_phone, redact
 from earwitness.models import Call, Case, case_calls, utcnow
 from earwitness.runtime import Runtime
+from earwitness.timezones import week_monday, zone_named
 
 router = APIRouter(tags=["cases"])
 
 
 def _policy(runtime: Runtime) -> Policy:
     return policy_for(runtime.settings.case_policy_file)
+
+
+def _zone(runtime: Runtime) -> ZoneInfo:
+    return zone_named(runtime.settings.timezone)
 
 
 class CaseIn(BaseModel):
@@ -45,6 +52,14 @@ class CaseIn(BaseModel):
     tier: int = Field(default=1, ge=1, le=3)
     summary: str = ""
     owner: str | None = Field(default=None, description="first-ask owner; default: you")
+
+    @model_validator(mode="after")
+    def _says_something(self) -> CaseIn:
+        """A case must say who complains or about what; ``{}`` is not a complaint."""
+        given = (self.complainant_phone, self.complainant_name, self.summary)
+        if not any(v and v.strip() for v in given):
+            raise ValueError("a case needs a complainant_phone, a complainant_name or a summary")
+        return self
 
 
 class CaseFromCallIn(BaseModel):
@@ -117,7 +132,8 @@ def case_detail(session: Any, policy: Policy, case: Case, principal: Principal) 
     calls = session.scalars(
         select(case_calls.c.call_id).where(case_calls.c.case_id == case.id)
     ).all()
-    return case_summary(case, masked=not sees_full_numbers(principal)) | {
+    masked = not sees_full_numbers(principal)
+    detail = case_summary(case, masked=masked) | {
         "source_call_id": case.source_call_id,
         "call_ids": sorted(calls),
         "facts": case.facts or {},
@@ -136,6 +152,8 @@ def case_detail(session: Any, policy: Policy, case: Case, principal: Principal) 
         "promises": lc.promise_states(case, now),
         "deadlines": deadline_states(policy, case.urgency, lc.milestones(case), now),
     }
+    # Facts and action texts quote numbers too: the same masking as the timeline.
+    return redact(detail, _case_numbers(session, case.id)) if masked else detail
 
 
 @router.get("/api/cases")
@@ -146,8 +164,8 @@ def list_cases(
     urgency: str | None = None,
     owner: str | None = None,
     phone: str | None = None,
-    limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    limit: Annotated[DbInt, Query(ge=1, le=500)] = 50,
+    offset: Annotated[DbInt, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
     """Cases, newest first; phone numbers are masked in lists."""
     query = select(Case).order_by(Case.id.desc()).limit(limit).offset(offset)
@@ -167,18 +185,26 @@ def create(
     body: CaseIn, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
 ) -> dict[str, Any]:
     policy = _policy(runtime)
-    case = lc.create_case(session, policy, actor=who.username, **body.model_dump())
+    case = lc.create_case(
+        session, policy, actor=who.username, zone=_zone(runtime), **body.model_dump()
+    )
     return case_detail(session, policy, case, who)
 
 
 @router.post("/api/calls/{call_id}/case", status_code=201)
 def create_from_call(
-    call_id: int, body: CaseFromCallIn, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
+    call_id: DbInt,
+    body: CaseFromCallIn,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    who: PrincipalDep,
 ) -> dict[str, Any]:
     """Open a case from a call: links all earlier calls of the number, suggests facts."""
     check_call_scope(session, call_scope(who), call_id)
     policy = _policy(runtime)
-    case = open_from_call(session, policy, call_id, actor=who.username, **body.model_dump())
+    case = open_from_call(
+        session, policy, call_id, actor=who.username, zone=_zone(runtime), **body.model_dump()
+    )
     return case_detail(session, policy, case, who)
 
 
@@ -201,8 +227,12 @@ def review(
     week: date | None = None,
     format: Literal["json", "html", "csv"] = "json",
 ) -> dict[str, Any] | HTMLResponse | PlainTextResponse:
-    """Monday review: counts by category/root cause/urgency/agent, breaches, satisfaction."""
-    data = weekly_review(session, _policy(runtime), week or week_start(utcnow().date()))
+    """Monday review: counts by category/root cause/urgency/agent, breaches, satisfaction.
+
+    Weeks are local to EARWITNESS_TIMEZONE; the default is the week it is now there."""
+    zone = _zone(runtime)
+    monday = week or week_monday(utcnow(), zone)
+    data = weekly_review(session, _policy(runtime), monday, zone=zone)
     if format == "html":
         return HTMLResponse(to_html(data))
     if format == "csv":
@@ -216,14 +246,14 @@ def review(
 
 @router.get("/api/cases/{case_id}")
 def read_case(
-    case_id: int, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
+    case_id: DbInt, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
 ) -> dict[str, Any]:
     return case_detail(session, _policy(runtime), lc.get_case(session, case_id), who)
 
 
 @router.patch("/api/cases/{case_id}")
 def patch_case(
-    case_id: int, body: CasePatch, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
+    case_id: DbInt, body: CasePatch, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
 ) -> dict[str, Any]:
     policy = _policy(runtime)
     case = lc.get_case(session, case_id)
@@ -233,7 +263,7 @@ def patch_case(
 
 @router.post("/api/cases/{case_id}/status")
 def set_status(
-    case_id: int, body: StatusIn, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
+    case_id: DbInt, body: StatusIn, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
 ) -> dict[str, Any]:
     case = lc.change_status(
         session, lc.get_case(session, case_id), body.to, who.username, body.note
@@ -245,7 +275,7 @@ def set_status(
 
 @router.post("/api/cases/{case_id}/handover")
 def hand_over(
-    case_id: int, body: HandoverIn, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
+    case_id: DbInt, body: HandoverIn, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
 ) -> dict[str, Any]:
     """Explicit, recorded hand-over: the only way ownership moves (first-ask rule)."""
     case = lc.handover(session, lc.get_case(session, case_id), body.to, who.username, body.reason)
@@ -254,7 +284,7 @@ def hand_over(
 
 @router.post("/api/cases/{case_id}/actions", status_code=201)
 def add_action(
-    case_id: int, body: ActionIn, session: SessionDep, who: PrincipalDep
+    case_id: DbInt, body: ActionIn, session: SessionDep, who: PrincipalDep
 ) -> dict[str, Any]:
     """Milestones (response, solution, contact, follow_up with satisfied) and notes."""
     case = lc.get_case(session, case_id)
@@ -264,7 +294,7 @@ def add_action(
 
 @router.post("/api/cases/{case_id}/promises", status_code=201)
 def promise(
-    case_id: int, body: PromiseIn, session: SessionDep, who: PrincipalDep
+    case_id: DbInt, body: PromiseIn, session: SessionDep, who: PrincipalDep
 ) -> dict[str, Any]:
     """Record a time commitment made to the customer (seed 004)."""
     case = lc.get_case(session, case_id)
@@ -281,7 +311,7 @@ def promise(
 
 @router.post("/api/cases/{case_id}/promises/{promise_id}/kept")
 def promise_kept(
-    case_id: int, promise_id: int, session: SessionDep, who: PrincipalDep
+    case_id: DbInt, promise_id: DbInt, session: SessionDep, who: PrincipalDep
 ) -> dict[str, Any]:
     case = lc.get_case(session, case_id)
     lc.keep_promise(session, case, promise_id, who.username)
@@ -289,13 +319,13 @@ def promise_kept(
 
 
 @router.post("/api/cases/{case_id}/facts/refresh")
-def facts_refresh(case_id: int, session: SessionDep, _: PrincipalDep) -> dict[str, Any]:
+def facts_refresh(case_id: DbInt, session: SessionDep, _: PrincipalDep) -> dict[str, Any]:
     return refresh_facts(session, case_id)
 
 
 @router.post("/api/cases/{case_id}/facts/{fact_id}")
 def fact_review(
-    case_id: int, fact_id: int, body: FactReviewIn, session: SessionDep, who: PrincipalDep
+    case_id: DbInt, fact_id: DbInt, body: FactReviewIn, session: SessionDep, who: PrincipalDep
 ) -> dict[str, Any]:
     """Confirm, edit or reject a suggested fact; the change is an action on record."""
     return review_fact(
@@ -305,9 +335,9 @@ def fact_review(
 
 @router.get("/api/cases/{case_id}/timeline")
 def timeline(
-    case_id: int, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
+    case_id: DbInt, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
 ) -> dict[str, Any]:
-    data = build_timeline(session, _policy(runtime), case_id)
+    data = build_timeline(session, _policy(runtime), case_id, zone=_zone(runtime))
     if sees_full_numbers(who):
         return data
     return redact(data, _case_numbers(session, case_id))
@@ -315,7 +345,7 @@ def timeline(
 
 @router.get("/api/cases/{case_id}/bundle")
 def bundle(
-    case_id: int,
+    case_id: DbInt,
     runtime: RuntimeDep,
     session: SessionDep,
     who: PrincipalDep,
@@ -332,7 +362,7 @@ def bundle(
     case = lc.get_case(session, case_id)
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)  # noqa: SIM115
     try:
-        timeline_data = build_timeline(session, _policy(runtime), case_id)
+        timeline_data = build_timeline(session, _policy(runtime), case_id, zone=_zone(runtime))
         write_bundle(
             session,
             runtime.blobs,
@@ -362,7 +392,7 @@ def bundle(
 
 
 @router.get("/api/cases/{case_id}/calls")
-def case_calls_list(case_id: int, session: SessionDep, who: PrincipalDep) -> list[dict[str, Any]]:
+def case_calls_list(case_id: DbInt, session: SessionDep, who: PrincipalDep) -> list[dict[str, Any]]:
     lc.get_case(session, case_id)
     full = sees_full_numbers(who)
     calls = session.scalars(

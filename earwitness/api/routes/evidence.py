@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from earwitness.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from earwitness.api.params import DbInt
 from earwitness.evidence import custody
 from earwitness.evidence.intake import (
     IntakeRequest,
@@ -62,7 +63,7 @@ def _out(session: Any, evidence: Evidence) -> EvidenceOut:
 
 @router.post("/api/cases/{case_id}/evidence", response_model=EvidenceOut, status_code=201)
 def file_evidence(
-    case_id: int,
+    case_id: DbInt,
     runtime: RuntimeDep,
     session: SessionDep,
     principal: PrincipalDep,
@@ -84,18 +85,27 @@ def file_evidence(
 
 
 @router.get("/api/cases/{case_id}/evidence", response_model=list[EvidenceOut])
-def list_case_evidence(case_id: int, session: SessionDep, _: PrincipalDep) -> list[EvidenceOut]:
+def list_case_evidence(case_id: DbInt, session: SessionDep, _: PrincipalDep) -> list[EvidenceOut]:
     return [_out(session, e) for e in case_evidence(session, case_id)]
 
 
+@router.get("/api/evidence/verify")
+def verify_all_get(
+    runtime: RuntimeDep, session: SessionDep, _: PrincipalDep, full: bool = False
+) -> dict[str, Any]:
+    """The same check as ``POST /api/evidence/verify`` (it only reads and re-hashes):
+    declared before ``/api/evidence/{evidence_id}`` so "verify" is never read as an id."""
+    return verify(session, runtime.blobs, full=full, keys=CustodyKeys(runtime.settings)).as_dict()
+
+
 @router.get("/api/evidence/{evidence_id}", response_model=EvidenceOut)
-def read_evidence(evidence_id: int, session: SessionDep, _: PrincipalDep) -> EvidenceOut:
+def read_evidence(evidence_id: DbInt, session: SessionDep, _: PrincipalDep) -> EvidenceOut:
     return _out(session, get_evidence(session, evidence_id))
 
 
 @router.get("/api/evidence/{evidence_id}/content")
 def evidence_content(
-    evidence_id: int, runtime: RuntimeDep, session: SessionDep, principal: PrincipalDep
+    evidence_id: DbInt, runtime: RuntimeDep, session: SessionDep, principal: PrincipalDep
 ) -> StreamingResponse:
     """The stored bytes, checked against the intake hash; every read is a ``view`` entry.
 
@@ -123,7 +133,7 @@ def evidence_content(
 
 @router.post("/api/evidence/{evidence_id}/supersede", response_model=EvidenceOut, status_code=201)
 def supersede_evidence(
-    evidence_id: int,
+    evidence_id: DbInt,
     runtime: RuntimeDep,
     session: SessionDep,
     principal: PrincipalDep,
@@ -148,7 +158,7 @@ def supersede_evidence(
 
 @router.post("/api/evidence/{evidence_id}/verify")
 def verify_one(
-    evidence_id: int, runtime: RuntimeDep, session: SessionDep, _: PrincipalDep
+    evidence_id: DbInt, runtime: RuntimeDep, session: SessionDep, _: PrincipalDep
 ) -> dict[str, Any]:
     """Re-hash the file, its row and the signed custody chain; names what changed."""
     keys = CustodyKeys(runtime.settings)
@@ -164,7 +174,7 @@ def verify_all(
 
 
 @router.get("/api/evidence/{evidence_id}/custody")
-def custody_log(evidence_id: int, session: SessionDep, _: PrincipalDep) -> list[dict[str, Any]]:
+def custody_log(evidence_id: DbInt, session: SessionDep, _: PrincipalDep) -> list[dict[str, Any]]:
     get_evidence(session, evidence_id)
     entries = session.scalars(
         select(CustodyEntry)

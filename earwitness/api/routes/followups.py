@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header
 from pydantic import BaseModel, Field
 
 from earwitness.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from earwitness.api.params import DbInt
 from earwitness.api.permissions import sees_full_numbers
 from earwitness.cases import followup as fx
 from earwitness.cases import lifecycle as lc
@@ -38,7 +39,7 @@ class SmsReplyIn(BaseModel):
 
 
 @router.get("/api/cases/{case_id}/follow-ups")
-def list_follow_ups(case_id: int, session: SessionDep, who: PrincipalDep) -> list[dict[str, Any]]:
+def list_follow_ups(case_id: DbInt, session: SessionDep, who: PrincipalDep) -> list[dict[str, Any]]:
     case = lc.get_case(session, case_id)
     masked = not sees_full_numbers(who)
     out = []
@@ -50,7 +51,7 @@ def list_follow_ups(case_id: int, session: SessionDep, who: PrincipalDep) -> lis
 
 @router.post("/api/cases/{case_id}/follow-ups", status_code=201)
 def schedule(
-    case_id: int, body: FollowUpIn, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
+    case_id: DbInt, body: FollowUpIn, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
 ) -> dict[str, Any]:
     """An automated survey call or an SMS, first try at the first allowed hour."""
     policy = policy_for(runtime.settings.case_policy_file)
@@ -62,7 +63,7 @@ def schedule(
 
 @router.post("/api/cases/{case_id}/call-back", status_code=202)
 def call_back(
-    case_id: int, body: CallBackIn, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
+    case_id: DbInt, body: CallBackIn, runtime: RuntimeDep, session: SessionDep, who: PrincipalDep
 ) -> dict[str, Any]:
     """Ring the agent's phone, then the customer; tracked, recorded and linked to the case."""
     policy = policy_for(runtime.settings.case_policy_file)
@@ -74,8 +75,8 @@ def call_back(
 
 @router.post("/api/cases/{case_id}/follow-ups/{follow_up_id}/outcome")
 def outcome(
-    case_id: int,
-    follow_up_id: int,
+    case_id: DbInt,
+    follow_up_id: DbInt,
     body: OutcomeIn,
     runtime: RuntimeDep,
     session: SessionDep,

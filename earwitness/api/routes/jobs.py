@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from earwitness.api.deps import PrincipalDep, SessionDep
+from earwitness.api.params import DbInt
 from earwitness.jobs import get_job
 from earwitness.models import Job
 
@@ -38,8 +39,8 @@ def list_jobs(
     _: PrincipalDep,
     state: str | None = None,
     kind: str | None = None,
-    limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    limit: Annotated[DbInt, Query(ge=1, le=500)] = 50,
+    offset: Annotated[DbInt, Query(ge=0)] = 0,
 ) -> list[Job]:
     query = select(Job).order_by(Job.id.desc()).limit(limit).offset(offset)
     if state:
@@ -50,5 +51,5 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def read_job(job_id: int, session: SessionDep, _: PrincipalDep) -> Job:
+def read_job(job_id: DbInt, session: SessionDep, _: PrincipalDep) -> Job:
     return get_job(session, job_id)

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from starlette.background import BackgroundTask
 
 from earwitness.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from earwitness.api.params import DbInt
 from earwitness.errors import BadInput, NotFound, TamperedEvidence
 from earwitness.evidence import custody
 from earwitness.evidence.intake import (
@@ -64,8 +65,8 @@ def upload_recording(
     runtime: RuntimeDep,
     principal: PrincipalDep,
     file: Annotated[UploadFile, File(description="audio: WAV, MP3, OGG/Opus, FLAC, M4A, ...")],
-    call_id: Annotated[int | None, Form()] = None,
-    case_id: Annotated[int | None, Form()] = None,
+    call_id: Annotated[DbInt | None, Form()] = None,
+    case_id: Annotated[DbInt | None, Form()] = None,
     language: Annotated[str | None, Form(max_length=5)] = None,
     transcribe: Annotated[bool, Form()] = True,
     note: Annotated[str, Form(max_length=2000)] = "",
@@ -83,6 +84,11 @@ def upload_recording(
             max_bytes=runtime.settings.max_upload_bytes,
             actor=principal.username,
             note=note,
+            # decoded in a child process: a hostile file cannot take the API down
+            decode_limits=(
+                runtime.settings.upload_decode_timeout_s,
+                runtime.settings.upload_decode_memory_mb,
+            ),
         )
         session.flush()
         out = RecordingOut.model_validate(recording)
@@ -99,10 +105,10 @@ def upload_recording(
 def list_recordings(
     session: SessionDep,
     _: PrincipalDep,
-    call_id: int | None = None,
-    case_id: int | None = None,
-    limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    call_id: DbInt | None = None,
+    case_id: DbInt | None = None,
+    limit: Annotated[DbInt, Query(ge=1, le=500)] = 50,
+    offset: Annotated[DbInt, Query(ge=0)] = 0,
 ) -> list[Recording]:
     query = select(Recording).order_by(Recording.id.desc()).limit(limit).offset(offset)
     if call_id is not None:
@@ -120,13 +126,13 @@ def _recording(session: SessionDep, recording_id: int) -> Recording:
 
 
 @router.get("/{recording_id}", response_model=RecordingOut)
-def read_recording(recording_id: int, session: SessionDep, _: PrincipalDep) -> Recording:
+def read_recording(recording_id: DbInt, session: SessionDep, _: PrincipalDep) -> Recording:
     return _recording(session, recording_id)
 
 
 @router.get("/{recording_id}/audio", response_class=FileResponse)
 def recording_audio(
-    recording_id: int,
+    recording_id: DbInt,
     request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
@@ -176,7 +182,7 @@ def recording_audio(
 
 @router.get("/{recording_id}/transcript")
 def recording_transcript(
-    recording_id: int,
+    recording_id: DbInt,
     session: SessionDep,
     _: PrincipalDep,
     format: str = Query("json", description="json, srt, vtt, txt or rttm"),  # noqa: A002

@@ -7,9 +7,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, File, Form, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 
 from earwitness.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from earwitness.api.params import DbInt
 from earwitness.errors import BadInput, NotFound, PayloadTooLarge
 from earwitness.evidence.intake import IntakeRequest
 from earwitness.evidence.track_store import file_track, reanalyze
@@ -75,16 +77,20 @@ async def analyze_upload(
 ) -> dict[str, Any]:
     """Analyse a track file and return the result; nothing is stored."""
     data = await _read_limited(file, runtime.settings.max_upload_bytes)
-    parse = parse_options(_json_field(options, "options"))
-    track = parse_track(data, parse, file.filename)
-    result = analyze(track, analysis_params(_json_field(params, "params"))).as_dict()
-    result["parse_options"] = parse.record()
-    return result
+
+    def work() -> dict[str, Any]:  # parsing and analysis are CPU work: not on the event loop
+        parse = parse_options(_json_field(options, "options"))
+        track = parse_track(data, parse, file.filename)
+        result = analyze(track, analysis_params(_json_field(params, "params"))).as_dict()
+        result["parse_options"] = parse.record()
+        return result
+
+    return await run_in_threadpool(work)
 
 
 @router.post("/api/cases/{case_id}/tracks", status_code=201)
 async def file_case_track(
-    case_id: int,
+    case_id: DbInt,
     runtime: RuntimeDep,
     session: SessionDep,
     principal: PrincipalDep,
@@ -95,19 +101,22 @@ async def file_case_track(
 ) -> dict[str, Any]:
     """Parse (refusing broken files before storing), file as evidence, analyse."""
     data = await _read_limited(file, runtime.settings.max_upload_bytes)
-    evidence, track = file_track(
-        session,
-        runtime.blobs,
-        IntakeRequest(case_id, file.filename, principal.username, source, "track"),
-        data,
-        options=parse_options(_json_field(options, "options")),
-        params=analysis_params(_json_field(params, "params")),
+    # Parsing, analysis and the database writes block: run them in the threadpool.
+    evidence, track = await run_in_threadpool(
+        lambda: file_track(
+            session,
+            runtime.blobs,
+            IntakeRequest(case_id, file.filename, principal.username, source, "track"),
+            data,
+            options=parse_options(_json_field(options, "options")),
+            params=analysis_params(_json_field(params, "params")),
+        )
     )
     return {"evidence_id": evidence.id, "track_id": track.id, "analysis": track.analysis}
 
 
 @router.get("/api/tracks/{track_id}", response_model=TrackOut)
-def read_track(track_id: int, session: SessionDep, _: PrincipalDep) -> Track:
+def read_track(track_id: DbInt, session: SessionDep, _: PrincipalDep) -> Track:
     track = session.get(Track, track_id)
     if track is None:
         raise NotFound(f"track {track_id} does not exist")
@@ -116,7 +125,7 @@ def read_track(track_id: int, session: SessionDep, _: PrincipalDep) -> Track:
 
 @router.post("/api/tracks/{track_id}/analyze")
 def reanalyze_track(
-    track_id: int,
+    track_id: DbInt,
     runtime: RuntimeDep,
     session: SessionDep,
     principal: PrincipalDep,
