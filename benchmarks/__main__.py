@@ -23,6 +23,8 @@ MODULES = [
     "bench_speech",
     "bench_custody",
     "bench_diarization",
+    "bench_web",
+    "bench_scale",
 ]
 
 

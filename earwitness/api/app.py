@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from earwitness import web
 from earwitness.api.auth import authorize
 from earwitness.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from earwitness.api.problems import install_problem_handlers
@@ -78,11 +79,18 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         *(health.router, jobs.router, calls.router, recordings.router, cases.router),
         *(evidence.router, tracks.router, qa.router, search.router, followups.router),
         *(accounts.router, session.router),
+        web.router,  # the browser UI's pages (earwitness/web)
     )
     for router in routers:
         app.include_router(router)
     app.state.route_paths = route_table(routers)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    web.install(app)  # static files and HTML error pages for browsers
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_upload_bytes,
+        idle_timeout_s=settings.upload_idle_timeout_s,
+        min_rate_bps=settings.upload_min_bytes_per_s,
+    )
     # A page on another site that resolves its own name to 127.0.0.1 (DNS rebinding)
     # sends its own Host header: refused before anything else runs.
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)

@@ -19,12 +19,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from sqlalchemy import func, select
 
+from earwitness.demo.history import load_history
 from earwitness.demo.script import DEMO_CALLS, INCIDENT, CallScript
 from earwitness.jobs.registry import get_handler, load_handler_modules
 from earwitness.models import Call, CallEvent, Case, Job, case_calls
 from earwitness.runtime import Runtime
 from earwitness.telephony.persist import SlaDefaults, apply_record
 from earwitness.telephony.records import CallOutcome, CallRecord
+from earwitness.timezones import zone_named
 
 DEMO_SOURCE = "demo"
 CASE_NUMBER = "CASE-DEMO-000"
@@ -151,12 +153,15 @@ def load_demo(runtime: Runtime, console: Console | None = None, wait: bool = Fal
                 ),
             )
             verdict = "; ".join(track_row.analysis.get("verdict", []) or [])
+            # a week of queue traffic (no audio) so the wallboard and reports have a past
+            history = load_history(session, defaults, now, zone_named(runtime.settings.timezone))
     jobs = _run_pipeline(runtime, recording_ids)
     if wait and jobs:
         _wait_for_jobs(runtime, jobs, console)
     return (
         f"demo: {len(DEMO_CALLS)} calls, {len(recording_ids)} stereo recordings, case "
-        f"{CASE_NUMBER} with the GPX track ({verdict or 'analysed'}); "
+        f"{CASE_NUMBER} with the GPX track ({verdict or 'analysed'}); {history} calls of "
+        "demo history over the last 7 days; "
         f"{len(jobs)} pipeline job(s) queued"
     )
 

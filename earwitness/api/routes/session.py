@@ -7,13 +7,12 @@ and a wrong password get the same 401 and cost the same time. Attempts are limit
 per username and per client address (429 with Retry-After).
 
 ``GET /login?token=...`` redeems a single-use link (the one printed on first start).
-The pages here are deliberately bare; the web UI (earwitness/web) builds on the same
-cookie, CSRF token and permission matrix.
+The login form is rendered by the web UI (earwitness/web), which builds on the same
+cookie, CSRF token and permission matrix and serves ``/`` (the wallboard).
 """
 
 from __future__ import annotations
 
-import html
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -24,7 +23,6 @@ from earwitness.accounts.credentials import verify_password
 from earwitness.accounts.ratelimit import LoginLimiter
 from earwitness.accounts.sessions import (
     close_session,
-    csrf_token,
     open_session,
     redeem_login_token,
 )
@@ -50,27 +48,14 @@ def _wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    doc = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width"><title>{html.escape(title)}'
-        f"</title></head><body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>"
-    )
-    return HTMLResponse(doc, status_code=status)
+def _login_page(
+    request: Request, token: str, next_path: str, error: str = "", status: int = 200
+) -> HTMLResponse:
+    from earwitness.web.render import page  # the web UI's chrome (language, styles)
 
-
-def _login_page(token: str, next_path: str, error: str = "", status: int = 200) -> HTMLResponse:
-    message = f'<p role="alert">{html.escape(error)}</p>' if error else ""
-    body = (
-        f'{message}<form method="post" action="/login">'
-        f'<input type="hidden" name="{csrf.FIELD}" value="{html.escape(token)}">'
-        f'<input type="hidden" name="next" value="{html.escape(next_path)}">'
-        '<p><label>Username <input name="username" autocomplete="username" required></label></p>'
-        '<p><label>Password <input name="password" type="password" '
-        'autocomplete="current-password" required></label></p>'
-        '<p><button type="submit">Log in</button></p></form>'
+    response = page(
+        request, "login.html", None, status, login_token=token, next_path=next_path, error=error
     )
-    response = _page("earwitness — log in", body, status)
     response.set_cookie(csrf.LOGIN_COOKIE, token, httponly=True, samesite="strict", path="/login")
     return response
 
@@ -99,12 +84,13 @@ def login_form(
 ) -> Response:
     """The login form, or — with ``token`` — a one-time login link redeemed."""
     if token is None:
-        return _login_page(csrf.new_login_token(), safe_next(next))
+        return _login_page(request, csrf.new_login_token(), safe_next(next))
     user = redeem_login_token(session, token)
     session.commit()  # spent even if the response never arrives
     if user is None:
         raise Forbidden("this login link is invalid, already used or expired")
     cookie = open_session(session, user, runtime.settings.session_hours)
+    session.commit()  # before the redirect is followed (see login)
     return _with_cookie(request, runtime, RedirectResponse(safe_next(next), 303), cookie)
 
 
@@ -139,10 +125,13 @@ async def login(
         limiter.failed(*keys)
         if _wants_html(request):
             token = csrf.new_login_token()
-            return _login_page(token, safe_next(next), WRONG, status=401)
+            return _login_page(request, token, safe_next(next), WRONG, status=401)
         raise AuthError(WRONG)
     limiter.succeeded(keys[0])
     cookie = open_session(session, user, runtime.settings.session_hours)
+    # Committed before the redirect leaves: the browser follows it at once, and a
+    # dependency's teardown commit can land after that request is already refused.
+    session.commit()
     return _with_cookie(request, runtime, RedirectResponse(safe_next(next), 303), cookie)
 
 
@@ -155,26 +144,3 @@ def logout(request: Request, session: SessionDep, _: PrincipalDep) -> Response:
     response = RedirectResponse("/login", 303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
-
-
-@router.get("/", response_model=None)
-def home(request: Request, who: PrincipalDep, session: SessionDep) -> Response:
-    """A bare start page until the web UI takes this path over."""
-    user = session.get(User, who.user_id)
-    name = html.escape(who.username)
-    parts = [f"<p>Logged in as <b>{name}</b> ({html.escape(who.role)}).</p>"]
-    if user is not None and user.password_hash is None:
-        parts.append(
-            "<p>This account has no password yet. Set one with "
-            f"<code>earwitness users set-password {name} --password-stdin</code> "
-            "or <code>POST /api/me/password</code>.</p>"
-        )
-    parts.append('<p>API: <a href="/docs">/docs</a></p>')
-    token = request.cookies.get(SESSION_COOKIE)
-    if who.via == "session" and token:
-        parts.append(
-            '<form method="post" action="/logout">'
-            f'<input type="hidden" name="{csrf.FIELD}" value="{csrf_token(token)}">'
-            '<button type="submit">Log out</button></form>'
-        )
-    return _page("earwitness", "".join(parts))
