@@ -25,6 +25,8 @@ MODULES = [
     "bench_diarization",
     "bench_web",
     "bench_scale",
+    "bench_sla",
+    "bench_api",
 ]
 
 

@@ -17,7 +17,8 @@ from earwitness.db import Database
 from earwitness.evidence import signing
 from earwitness.evidence.store import BlobStore
 from earwitness.jobs import enqueue
-from earwitness.jobs.registry import JobEnv
+from earwitness.jobs.queue import set_dispatcher
+from earwitness.jobs.registry import JobEnv, load_handler_modules
 from earwitness.jobs.worker import Worker
 from earwitness.migrations import upgrade
 from earwitness.recordings.intake import register_existing_recordings
@@ -51,14 +52,35 @@ class Runtime:
         upgrade(db.engine)
         signing.attach(db.engine, settings)  # every custody entry through this db is signed
         runtime = cls(settings, db, BlobStore(settings.blob_dir))
+        # Every kind known up front: enqueue refuses unknown kinds and uses each handler's
+        # declared max_attempts.
+        load_handler_modules(settings.job_modules)
+        if settings.worker_mode == "celery":
+            from earwitness.jobs.celery_app import install
+
+            install(settings, db)  # jobs go to the broker once their transaction commits
         runtime._bootstrap_key()
         with db.session() as session:  # data dirs from before recordings were evidence
             register_existing_recordings(session)
         if settings.ami_enabled:
-            from earwitness.telephony.service import PbxService
-
-            runtime.services["ami"] = PbxService(settings, db, submit=runtime.submit)
+            runtime.services["ami"] = runtime._tracker_gate()
         return runtime
+
+    def _tracker_gate(self) -> Service:
+        """The PBX tracker behind a leader lock: one tracker per PBX across all processes
+        (``serve`` instances, ``earwitness tracker``); the others stand by."""
+        from earwitness.locks import LeaderGate, leader_lock
+        from earwitness.telephony.service import PbxService
+
+        settings = self.settings
+        name = f"ami-tracker:{settings.ami_host}:{settings.ami_port}"
+        lock = leader_lock(self.db.engine, name, settings.data_dir)
+        return LeaderGate(
+            name,
+            lock,
+            lambda: PbxService(settings, self.db, submit=self.submit),
+            check_s=settings.leader_check_s,
+        )
 
     def _bootstrap_key(self) -> None:
         """``EARWITNESS_BOOTSTRAP_API_KEY`` on an empty user table: an admin holding it."""
@@ -108,7 +130,11 @@ class Runtime:
             report["database"] = {"ok": True, "dialect": self.db.engine.dialect.name}
         except Exception as exc:
             report["database"] = {"ok": False, "error": str(exc)}
-        if self.worker is None:
+        if self.settings.worker_mode == "celery":
+            from earwitness.jobs import celery_app
+
+            report["worker"] = celery_app.health(self.settings, self.db)
+        elif self.worker is None:
             report["worker"] = {
                 "ok": self.settings.worker_mode != "inline",
                 "mode": self.settings.worker_mode,
@@ -133,6 +159,7 @@ class Runtime:
             service.stop()
         if self.worker is not None:
             self.worker.stop()
+        set_dispatcher(self.db.engine, None)
         self.db.dispose()
 
 

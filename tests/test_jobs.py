@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -80,9 +81,10 @@ def handler_env(tmp_path: Path) -> dict[str, str]:
         EW_TEST_LOG=str(log),
         EARWITNESS_JOB_MODULES='["ew_test_handlers"]',
     )
-    # The in-process tests import the same module.
+    # The in-process tests import the same module (enqueue refuses kinds it does not know).
     sys.path.insert(0, str(mod_dir))
     os.environ["EW_TEST_LOG"] = str(log)
+    importlib.import_module("ew_test_handlers")
     yield env
     sys.path.remove(str(mod_dir))
     sys.modules.pop("ew_test_handlers", None)
@@ -209,17 +211,19 @@ def test_bad_input_fails_once_without_retry(runtime: Runtime, handler_env: dict[
 def test_expired_lease_of_another_host_is_taken_over(
     runtime: Runtime, handler_env: dict[str, str]
 ) -> None:
-    job_id = runtime.submit("test.quick", {"n": 1})
-    claim = jobqueue.claim_next(runtime.db, "otherhost:1:dead", 60, ["test.quick"])
+    # test.slow declares 3 attempts: a lease running out uses one up (test_scale_jobs.py
+    # covers the cap).
+    job_id = runtime.submit("test.slow", {"steps": 1})
+    claim = jobqueue.claim_next(runtime.db, "otherhost:1:dead", 60, ["test.slow"])
     assert claim is not None and claim.job_id == job_id
     # Another worker cannot take a job whose lease is still valid ...
-    assert jobqueue.claim_next(runtime.db, "me:2:x", 60, ["test.quick"]) is None
+    assert jobqueue.claim_next(runtime.db, "me:2:x", 60, ["test.slow"]) is None
     # ... but can once the lease has run out (a host that died cannot renew it).
     with runtime.db.session() as s:
         s.execute(
             update(Job).where(Job.id == job_id).values(locked_until=utcnow() - timedelta(seconds=1))
         )
-    retaken = jobqueue.claim_next(runtime.db, "me:2:x", 60, ["test.quick"])
+    retaken = jobqueue.claim_next(runtime.db, "me:2:x", 60, ["test.slow"])
     assert retaken is not None and retaken.attempt == 2
     # The old holder's late completion is refused: no double completion.
     assert not jobqueue.finish(runtime.db, claim, "otherhost:1:dead", {"late": True})

@@ -8,6 +8,7 @@ whole blob, never a partial one under a real name.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -16,6 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from earwitness.errors import BadInput, NotFound, PayloadTooLarge, StorageError
 
@@ -27,6 +31,40 @@ CHUNK = 1 << 20
 class BlobInfo:
     sha256: str
     size: int
+    created: bool = False  # this call wrote the file (a caller that fails may remove it)
+
+
+def _link_if_absent(tmp_name: str, final: Path) -> bool:
+    """Publish ``tmp_name`` as ``final`` unless it exists; True if this call created it.
+
+    A hard link fails if the name exists, so of several processes or hosts (a shared
+    mount) storing the same bytes at once exactly one "created" the blob, and only that
+    one may remove it again when its transaction rolls back. File systems without hard
+    links fall back to an atomic rename (same bytes, so either copy is right).
+    """
+    try:
+        os.link(tmp_name, final)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+    created = not final.exists()
+    os.replace(tmp_name, final)
+    return created
+
+
+def _storage_error(exc: OSError, root: Path) -> StorageError:
+    """One line a user can act on: full disk and read-only mounts are named as such."""
+    reason = {
+        errno.ENOSPC: "the data directory is full",
+        errno.EDQUOT: "the data directory is over its quota",
+        errno.EROFS: "the data directory is read-only",
+        errno.EACCES: "the data directory is not writable",
+        errno.EFBIG: "the file is larger than the file system allows",
+    }.get(exc.errno or 0, "the blob store cannot be written")
+    return StorageError(f"{reason} ({root}: {exc.strerror}); nothing was stored")
 
 
 class BlobStore:
@@ -50,7 +88,10 @@ class BlobStore:
         """Store a stream; over ``max_bytes`` raises PayloadTooLarge and stores nothing."""
         digest = hashlib.sha256()
         size = 0
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="in-")
+        try:
+            fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="in-")
+        except OSError as exc:
+            raise _storage_error(exc, self.root) from None
         try:
             with os.fdopen(fd, "wb") as out:
                 for chunk in chunks:
@@ -65,17 +106,33 @@ class BlobStore:
                 os.fsync(out.fileno())
             sha = digest.hexdigest()
             final = self.path(sha)
-            if final.exists():
-                os.unlink(tmp_name)
-            else:
+            created = False
+            if not final.exists():
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(tmp_name, 0o444)
-                os.replace(tmp_name, final)
-            return BlobInfo(sha, size)
+                created = _link_if_absent(tmp_name, final)
+            _unlink_quietly(tmp_name)
+            return BlobInfo(sha, size, created)
+        except OSError as exc:
+            _unlink_quietly(tmp_name)
+            raise _storage_error(exc, self.root) from None
         except BaseException:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
+            _unlink_quietly(tmp_name)
             raise
+
+    def discard_on_rollback(self, session: Session, info: BlobInfo) -> None:
+        """Remove ``info``'s blob again if ``session`` rolls back: no blob without its row.
+
+        Only a blob this call created (``info.created``) is removed; bytes that were
+        already stored belong to rows committed before. A commit forgets the list.
+        """
+        if not info.created:
+            return
+        pending: list[Path] = session.info.setdefault(_PENDING, [])
+        if not pending:
+            event.listen(session, "after_rollback", _drop_pending)
+            event.listen(session, "after_commit", _keep_pending)
+        pending.append(self.path(info.sha256))
 
     def put_stream(self, stream: BinaryIO, max_bytes: int | None = None) -> BlobInfo:
         return self.put_chunks(iter(lambda: stream.read(CHUNK), b""), max_bytes)
@@ -100,3 +157,24 @@ class BlobStore:
             for chunk in iter(lambda: stream.read(CHUNK), b""):
                 digest.update(chunk)
         return digest.hexdigest() == sha256
+
+
+def _unlink_quietly(name: str) -> None:
+    try:
+        os.unlink(name)
+    except FileNotFoundError:
+        pass
+    except OSError:  # read-only now: the temp name is never served, nothing to do here
+        pass
+
+
+_PENDING = "earwitness.blobs_pending"
+
+
+def _drop_pending(session: Session) -> None:
+    for path in session.info.pop(_PENDING, []):
+        _unlink_quietly(str(path))
+
+
+def _keep_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)

@@ -16,7 +16,13 @@ from typing import Any
 from earwitness.db import Database
 from earwitness.errors import BadInput, EarwitnessError
 from earwitness.jobs import queue
-from earwitness.jobs.registry import JobEnv, get_handler, known_kinds, load_handler_modules
+from earwitness.jobs.registry import (
+    JobEnv,
+    NotYet,
+    get_handler,
+    known_kinds,
+    load_handler_modules,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,7 @@ class _RunningJob:
 
     claim: queue.Claim
     worker: Worker
+    identity: str
     _percent: float | None = None
     _message: str = ""
     _last_write: float = 0.0
@@ -60,7 +67,7 @@ class _RunningJob:
         ok = queue.renew_lease(
             self.worker.db,
             self.claim,
-            self.worker.identity,
+            self.identity,
             self.worker.lease_s,
             self._percent,
             self._message,
@@ -146,10 +153,25 @@ class Worker:
         self._execute(claim)
         return True
 
-    def _execute(self, claim: queue.Claim) -> None:
+    def _execute(self, claim: queue.Claim, identity: str | None = None) -> None:
+        """Run a claimed job to success, a retry, or a permanent failure.
+
+        ``identity``: the claim's holder when it is not this worker's own (a Celery task
+        claims under an identity of its own, so two tasks in one process stay apart).
+        """
+        me = identity or self.identity
         spec = get_handler(claim.kind)
-        assert spec is not None
-        ctx = _RunningJob(claim, self)
+        if spec is None:  # only reachable in Celery mode, where the message names any job
+            queue.fail(
+                self.db, claim, me, f"no handler for job kind {claim.kind!r}", retry_in_s=None
+            )
+            return
+        try:
+            spec.check_payload(claim.payload)
+        except BadInput as exc:
+            queue.fail(self.db, claim, me, exc.detail, retry_in_s=None)
+            return
+        ctx = _RunningJob(claim, self, me)
         beat_stop = threading.Event()
 
         def beat() -> None:
@@ -163,8 +185,14 @@ class Worker:
             log.info("job %s (%s) attempt %d started", claim.job_id, claim.kind, claim.attempt)
             result = spec.func(ctx, claim.payload)
         except BadInput as exc:  # the input will not get better by retrying
-            queue.fail(self.db, claim, self.identity, exc.detail, retry_in_s=None)
+            queue.fail(self.db, claim, me, exc.detail, retry_in_s=None)
             log.warning("job %s failed permanently: %s", claim.job_id, exc.detail)
+            return
+        except NotYet as exc:
+            queue.fail(
+                self.db, claim, me, exc.reason, retry_in_s=exc.retry_in_s, count_attempt=False
+            )
+            log.info("job %s waits %.1fs: %s", claim.job_id, exc.retry_in_s, exc.reason)
             return
         except JobLost:
             log.warning("job %s lost its lease; abandoning this attempt", claim.job_id)
@@ -172,14 +200,14 @@ class Worker:
         except Exception as exc:
             delay = spec.backoff_s * (2 ** (claim.attempt - 1))
             detail = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
-            queue.fail(self.db, claim, self.identity, detail, retry_in_s=delay)
+            queue.fail(self.db, claim, me, detail, retry_in_s=delay)
             self.last_error = f"job {claim.job_id}: {type(exc).__name__}: {exc}"
             log.warning("job %s attempt %d failed: %s", claim.job_id, claim.attempt, exc)
             return
         finally:
             beat_stop.set()
             beater.join()
-        if queue.finish(self.db, claim, self.identity, result):
+        if queue.finish(self.db, claim, me, result):
             self.processed += 1
             log.info("job %s (%s) succeeded", claim.job_id, claim.kind)
         else:

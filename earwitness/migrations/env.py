@@ -1,16 +1,22 @@
-"""Alembic environment: runs online against the engine handed over in ``config.attributes``."""
+"""Alembic environment: runs online against the engine handed over in ``config.attributes``.
+
+Upgrades run under a cross-process lock (PostgreSQL advisory lock, SQLite file lock)
+taken before the current revision is read, so N processes starting at once upgrade
+once: the first migrates, the others then find the schema current.
+"""
 
 from __future__ import annotations
 
 from alembic import context
 
+from earwitness.locks import migration_lock
 from earwitness.models import Base
 from earwitness.models.search import include_name
 
 config = context.config
 engine = config.attributes["engine"]
 
-with engine.begin() as connection:
+with engine.begin() as connection, migration_lock(connection, engine.url.database):
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,

@@ -25,6 +25,12 @@ class Job(Base, Timestamps):
     priority: Mapped[int] = mapped_column(default=100)
     attempts: Mapped[int] = mapped_column(default=0)
     max_attempts: Mapped[int] = mapped_column(default=3)
+    # Claims retaken after the holder's lease ran out (its worker died): capped like attempts,
+    # so a job that kills its worker fails with "worker died N times" instead of looping.
+    worker_deaths: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Celery mode: when a message for this job was last sent to the broker (None: not yet
+    # sent, e.g. the broker was down); the sweeper re-sends runnable jobs left unsent.
+    dispatched_at: Mapped[datetime | None]
     run_after: Mapped[datetime] = mapped_column(default=utcnow)
     locked_by: Mapped[str | None] = mapped_column(String(200))
     locked_until: Mapped[datetime | None]

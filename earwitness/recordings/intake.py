@@ -28,7 +28,7 @@ from earwitness.errors import BadInput, PayloadTooLarge
 from earwitness.evidence.intake import copy_verified, recording_evidence, register_recording
 from earwitness.evidence.store import BlobStore
 from earwitness.models import Evidence, Recording
-from earwitness.recordings.probe import AudioInfo, probe
+from earwitness.recordings.probe import AudioInfo, probe, probe_isolated
 from earwitness.recordings.wavfix import needs_channel_repair, read_header, repair_wav_channels
 
 CHUNK = 1 << 20
@@ -91,8 +91,12 @@ def ingest_file(
     actor: str | None = None,
     origin: str | None = None,
     note: str = "",
+    decode_limits: tuple[float, int] | None = None,
 ) -> Recording:
     """Probe, store and register one audio file; the same bytes twice give the same row.
+
+    ``decode_limits`` (seconds, MB): probe in a child process under those limits (audio
+    from outside, so a hostile file cannot take the calling process down).
 
     The recording is filed as evidence in the same transaction (one evidence row
     per recording, whatever the number of times its bytes arrive). ``into`` fills
@@ -114,7 +118,11 @@ def ingest_file(
         raise PayloadTooLarge(f"{name!r} is {size} bytes, over the limit of {max_bytes}")
     with tempfile.TemporaryDirectory(prefix="ew-intake-") as tmp:
         stored, repaired = _prepare(path, expected_channels, Path(tmp))
-        info = probe(stored, name=name)
+        if decode_limits is None:
+            info = probe(stored, name=name)
+        else:
+            timeout_s, memory_mb = decode_limits
+            info = probe_isolated(stored, name=name, timeout_s=timeout_s, memory_mb=memory_mb)
         sha = _sha256(stored)
         existing = db.scalar(
             select(Recording).where(Recording.sha256 == sha, Recording.state == "ingested")
@@ -126,6 +134,7 @@ def ingest_file(
             return existing
         created_blob = not blobs.exists(sha)
         blob = blobs.put_file(stored)
+        blobs.discard_on_rollback(db, blob)  # a failed commit leaves no orphan blob either
         try:
             source = source_path if source_path is not None else str(path)
             recording = into if into is not None else Recording()
@@ -271,6 +280,7 @@ def ingest_upload(
     max_bytes: int | None = None,
     actor: str | None = None,
     note: str = "",
+    decode_limits: tuple[float, int] | None = None,
 ) -> Recording:
     """Like :func:`ingest_file` for a stream (HTTP upload): spooled, checked, then stored."""
     with tempfile.TemporaryDirectory(prefix="ew-upload-") as tmp:
@@ -287,6 +297,7 @@ def ingest_upload(
             actor=actor,
             origin="upload",
             note=note,
+            decode_limits=decode_limits,
         )
 
 

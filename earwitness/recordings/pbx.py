@@ -3,30 +3,36 @@
 The tracker creates an ``expected`` recording row at hang-up and queues this job.
 The file may not be there yet (MixMonitor flushes after the channel is gone), may
 still be growing, may be empty, or may never come: each is a state on the row
-(``recording``, ``missing``, ``empty``) instead of a crash, and the job retries
-with back-off while waiting makes sense.
+(``recording``, ``missing``, ``empty``) instead of a crash. The job waits by time,
+not by attempt count: it looks again every few seconds, without using up attempts,
+until ``recording_wait_minutes`` after hang-up, and then marks the recording
+``missing`` with the reason.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from earwitness.errors import BadInput, EarwitnessError, NotFound
-from earwitness.jobs.registry import JobContext, job_handler
-from earwitness.models import Recording
+from pydantic import BaseModel, Field
+
+from earwitness.errors import BadInput, NotFound
+from earwitness.jobs.registry import JobContext, NotYet, job_handler
+from earwitness.models import Recording, utcnow
 from earwitness.recordings.intake import ingest_file
 
 FileState = Literal["missing", "empty", "writing", "ready"]
 #: A file modified this recently may still be written by MixMonitor.
 SETTLE_S = 1.5
+#: How often a file that is absent or growing is looked at again.
+RECHECK_S = 2.0
 
 
-class RecordingNotReady(EarwitnessError):
-    """Transient: the file is absent or still growing; the job will retry."""
-
-    status, title, slug = 409, "Recording not ready", "recording-not-ready"
+class IngestPayload(BaseModel):
+    recording_id: int = Field(ge=1)
+    expected_channels: int = Field(default=2, ge=1, le=8)
 
 
 def file_state(size: int | None, mtime: float | None, now: float) -> FileState:
@@ -53,7 +59,7 @@ def _set_state(ctx: JobContext, rid: int, state: str, error: str | None) -> None
             row.state, row.error = state, error
 
 
-@job_handler("recording.ingest", max_attempts=8, backoff_s=1.0)
+@job_handler("recording.ingest", max_attempts=3, backoff_s=1.0, payload=IngestPayload)
 def ingest_pbx_recording(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     rid = int(payload["recording_id"])
     with ctx.env.db.session() as session:
@@ -63,15 +69,19 @@ def ingest_pbx_recording(ctx: JobContext, payload: dict[str, Any]) -> dict[str, 
         if row.state == "ingested":
             return {"recording_id": rid, "state": "ingested", "sha256": row.sha256}
         path = Path(row.source_path or "")
-    last_try = ctx.attempt >= 8
+        # The row is created at hang-up; that is when the wait starts.
+        give_up_at = row.created_at + timedelta(minutes=ctx.env.settings.recording_wait_minutes)
     state = file_state(*_stat(path), time.time())
     if state in ("missing", "writing"):
         label = "missing" if state == "missing" else "recording"
         why = f"{path} not found" if state == "missing" else f"{path} is still being written"
-        _set_state(ctx, rid, label, why if last_try else None)
-        if last_try:
-            return {"recording_id": rid, "state": label, "error": why}
-        raise RecordingNotReady(why)
+        if utcnow() >= give_up_at:
+            minutes = ctx.env.settings.recording_wait_minutes
+            reason = f"{why} {minutes:g} min after hang-up; gave up waiting"
+            _set_state(ctx, rid, "missing", reason)
+            raise BadInput(reason)  # the job fails with the reason; no further attempt
+        _set_state(ctx, rid, label, None)
+        raise NotYet(why, RECHECK_S)
     if state == "empty":
         _set_state(ctx, rid, "empty", f"{path} is empty (0 bytes): nothing was recorded")
         return {"recording_id": rid, "state": "empty"}

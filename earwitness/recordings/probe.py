@@ -7,13 +7,16 @@ silence. It also recognises "dual-mono" stereo (both channels carry the same
 mix), which must be transcribed as one channel, not as two speakers.
 
 Statistics are accumulated while decoding in blocks, so a long recording is
-never held in memory as a whole here.
+never held in memory as a whole here. Audio from outside goes through
+:func:`probe_isolated`: the same decode in a child process with time and memory limits.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import multiprocessing
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -176,3 +179,69 @@ def decode_channels(path: Path, *, sample_rate: int = 16000) -> np.ndarray:
     if not blocks:
         return np.zeros((channels, 0), dtype=np.float32)
     return np.ascontiguousarray(np.concatenate(blocks, axis=1), dtype=np.float32) / 32768.0
+
+
+def _probe_child(conn: Any, path: str, name: str | None, memory_mb: int) -> None:
+    """Runs in a forked child: cap the address space, decode, send the verdict back."""
+    import resource
+
+    limit = memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        info = probe(Path(path), name=name)
+        conn.send(("ok", asdict(info)))
+    except BadInput as exc:
+        conn.send(("bad", exc.detail))
+    except MemoryError:
+        conn.send(("memory", ""))
+    except Exception as exc:  # a decoder bug: reported, never raised in the parent
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def probe_isolated(
+    path: Path, *, name: str | None = None, timeout_s: float = 120.0, memory_mb: int = 1024
+) -> AudioInfo:
+    """:func:`probe` in a child process with a time and an address-space limit.
+
+    For audio from outside (HTTP uploads): a file that makes FFmpeg spin, eat memory or
+    crash takes down a throw-away child, not the API process; the upload is refused with
+    a 4xx naming the limit. Children come from a fork server that has the decoder
+    imported already, so each probe costs a fork, not an interpreter start.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["earwitness.recordings.probe"])
+    label = _label(Path(path), name)
+    receiver, sender = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_probe_child, args=(sender, str(path), name, memory_mb), daemon=True)
+    proc.start()
+    sender.close()
+    try:
+        if not receiver.poll(timeout_s):
+            raise BadInput(
+                f"{label}: decoding took longer than {timeout_s:g} s and was stopped; "
+                "nothing was stored"
+            )
+        try:
+            verdict, value = receiver.recv()
+        except EOFError:
+            proc.join(5)
+            raise BadInput(
+                f"{label}: the decoder crashed (exit {proc.exitcode}); nothing was stored"
+            ) from None
+    finally:
+        receiver.close()
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5)
+    if verdict == "ok":
+        value["channel_peaks"] = tuple(value["channel_peaks"])
+        return AudioInfo(**value)
+    if verdict == "bad":
+        raise BadInput(value)
+    if verdict == "memory":
+        raise BadInput(
+            f"{label}: decoding needed more than {memory_mb} MB and was stopped; nothing was stored"
+        )
+    raise BadInput(f"{label}: the decoder failed ({value}); nothing was stored")

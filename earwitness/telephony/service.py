@@ -11,9 +11,12 @@ lost nor counted twice.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,20 +26,22 @@ from sqlalchemy.orm import Session
 
 from earwitness.config import Settings
 from earwitness.db import Database
-from earwitness.models import Call, Recording
+from earwitness.models import Call, QueueLogCursor, Recording
 from earwitness.telephony.agents import AgentBoard, AgentState
 from earwitness.telephony.ami import AmiClient, AmiMessage
 from earwitness.telephony.ami.protocol import event_time
 from earwitness.telephony.ami.state import AmiState
 from earwitness.telephony.calls import QueueVisit, TrackedCall, Transfer
 from earwitness.telephony.persist import (
+    DbWriter,
     SlaDefaults,
+    apply_record,
     delete_tracked,
     save_agent_state,
     save_tracked,
 )
-from earwitness.telephony.queue_log import parse_queue_log
-from earwitness.telephony.records import CallOutcome
+from earwitness.telephony.queue_log import LogPosition, parse_queue_log, read_since
+from earwitness.telephony.records import CallOutcome, CallRecord
 from earwitness.telephony.rings import Cadence
 from earwitness.telephony.tracker import CallTracker
 
@@ -69,18 +74,21 @@ class PbxService:
         # Receipt time of the last event: after a drop, the gap began no earlier than this.
         self.last_seen: datetime | None = None
         self.resyncs = 0
+        self.queue_log_bytes_read = 0  # what backfills cost: the gaps, not the whole log
         self.saved = 0
         self.errors = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._writer: DbWriter | None = None  # database writes, off the loop
 
     # -- Service protocol ------------------------------------------------------------
     def start(self) -> None:
         notice = self.recording_notice()
         if notice is not None:
             log.warning(notice)  # once, at start; /api/health repeats it
+        self._writer = DbWriter()
         self._thread = threading.Thread(target=self._run_thread, name="earwitness-ami", daemon=True)
         self._thread.start()
         self._ready.wait(10)
@@ -90,6 +98,8 @@ class PbxService:
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(15)
+        if self._writer is not None:
+            self._writer.close()
 
     def recording_notice(self) -> str | None:
         """Why recordings will not reach earwitness, when that is knowable at start."""
@@ -106,8 +116,10 @@ class PbxService:
             "host": f"{self.settings.ami_host}:{self.settings.ami_port}",
             "calls_tracked": sum(1 for c in self.tracker.calls.values() if c.is_call),
             "resyncs": self.resyncs,
+            "queue_log_bytes_read": self.queue_log_bytes_read,
             "saved": self.saved,
             "errors": self.errors,
+            "write_backlog": self._writer.backlog if self._writer is not None else 0,
             "recording": {
                 "enabled": self.settings.ami_record_calls,
                 "dir": str(self.settings.ami_recording_dir)
@@ -137,6 +149,9 @@ class PbxService:
             secret.get_secret_value(),
             ping_interval=self.settings.ami_ping_interval_s,
             on_connected=self._resync,
+            auth=self.settings.ami_auth,
+            tls=ami_tls_context(self.settings),
+            server_hostname=self.settings.ami_tls_server_name,
         )
         self.client.on_event(self._on_event)
         self._ready.set()
@@ -183,11 +198,17 @@ class PbxService:
                         for t in row.transfers
                     ],  # fmt: skip
                 )
+                if row.answered_at is not None and self.settings.ami_record_calls:
+                    # The previous leader started MixMonitor on answer, under this very name:
+                    # expect its file at hang-up instead of recording the call a second time.
+                    self.recording.setdefault(
+                        row.linkedid, f"{RECORDING_SUBDIR}/{_safe(row.linkedid)}.wav"
+                    )
 
     async def _on_event(self, message: AmiMessage) -> None:
         self.last_seen = datetime.fromtimestamp(message.received_at, UTC)
         if self.board.wants(message.name):
-            self._save_agents(self.board.handle(message, event_time(message)[0]))
+            self._write(self._save_agents, self.board.handle(message, event_time(message)[0]))
             return
         if not self.tracker.wants(message.name):
             return
@@ -208,6 +229,22 @@ class PbxService:
                 await self._start_recording(call, message)
             self._save(call)
 
+    def _write(self, func: Callable[..., None], *args: Any) -> None:
+        """Hand a database write to the writer thread (inline when the service isn't
+        started, e.g. in tests that drive it directly)."""
+        if self._writer is None:
+            func(*args)
+        else:
+            self._writer.put(lambda: func(*args))
+
+    def _save(self, call: TrackedCall) -> None:
+        """Queue the call's save (a snapshot: the loop goes on changing the live object) and
+        drop a finished call from the tracker at once, as if the save were done."""
+        snapshot = copy.deepcopy(call)
+        self._write(self._persist, snapshot)
+        if call.merged_into is None and call.ended_at is not None:
+            self.tracker.release(call)
+
     def _save_agents(self, changes: list[AgentState]) -> None:
         if not changes:
             return
@@ -219,7 +256,7 @@ class PbxService:
             self.errors += 1
             log.exception("could not save agent states")
 
-    def _save(self, call: TrackedCall) -> None:
+    def _persist(self, call: TrackedCall) -> None:
         recording_id: int | None = None
         if call.merged_into is not None:  # an attended transfer's consultation, folded
             try:
@@ -251,8 +288,6 @@ class PbxService:
                 {"recording_id": recording_id, "expected_channels": 2},
                 idempotency_key=f"recording.ingest:{recording_id}",
             )
-        if finished:
-            self.tracker.release(call)
 
     async def _start_recording(self, call: TrackedCall, message: AmiMessage) -> None:
         """MixMonitor in stereo (option D): channel 0 the caller, channel 1 the agent."""
@@ -286,12 +321,17 @@ class PbxService:
         status = await client.send_list("QueueStatus")
         entries = [m.as_dict() for m in status if m.name.lower() == "queueentry"]
         members = [m.as_dict() for m in status if m.name.lower() == "queuemember"]
-        self._save_agents(self.board.resync(members, now))
+        self._write(self._save_agents, self.board.resync(members, now))
         changed = self.tracker.resync([m.as_dict() for m in channels], entries, now)
         for call in changed:
             self._save(call)
+        left_queue = _left_queue_in_gap(self.tracker.calls.values(), entries)
+        if left_queue:
+            bridged = {u for m in channels if m.get("BridgeId") and (u := m.get("Uniqueid"))}
+            await self._answer_from_queue_log(left_queue, bridged, now)
         if self.last_seen is not None:
-            self._backfill_from_queue_log(self.last_seen)
+            live = frozenset(u for m in channels if (u := m.get("Uniqueid")))
+            self._write(self._backfill_from_queue_log, self.last_seen, live)
         self.resyncs += 1
         log.info(
             "AMI resync: %d live channels, %d waiting, %d calls reconciled",
@@ -300,25 +340,87 @@ class PbxService:
             len(changed),
         )
 
-    def _backfill_from_queue_log(self, gap_start: datetime) -> None:
-        """Queue calls that began and ended inside the gap exist only in queue_log."""
+    async def _answer_from_queue_log(
+        self, calls: list[TrackedCall], bridged: set[str], now: datetime
+    ) -> None:
+        """Known calls that were waiting when the link dropped and have left the queue: those
+        answered in the gap get the answer time and agent of queue_log's CONNECT when this
+        host can read it (shifted onto the tracker's precise entry), else, when the caller
+        is bridged now, "some time before now", as calls adopted at resync. Without this
+        they would end as abandoned, having no answer."""
+        records: dict[str, CallRecord] = {}
+        path = self.settings.ami_queue_log_path
+        if path is not None and self.last_seen is not None:
+            since = (self.last_seen - timedelta(seconds=120)).timestamp()
+            try:
+                tail = await asyncio.to_thread(read_since, path, since, None)
+            except OSError as exc:
+                log.warning("queue_log %s unreadable at resync: %s", path, exc)
+            else:
+                imported = parse_queue_log(tail.lines)
+                records = {r.key.split("#")[0]: r for r in imported.calls}
+        for call in calls:
+            record = records.get(call.caller_uniqueid or "")
+            if record is not None and record.answered_at is not None and call.entered_at:
+                call.answered_at = call.entered_at + (record.answered_at - record.entered_at)
+                call.agent = record.agent or call.agent
+            elif call.caller_uniqueid in bridged:
+                call.answered_at = now
+            else:  # left the queue unanswered (e.g. timed out into the dialplan): not ours
+                continue
+            call._weaken("resync")
+            self._save(call)
+            log.info("call %s was answered while the AMI link was down", call.linkedid)
+
+    def _backfill_from_queue_log(
+        self, gap_start: datetime, live: frozenset[str] | None = None
+    ) -> None:
+        """Queue calls that began and ended inside the gap exist only in queue_log.
+
+        With ``live`` (the uniqueids of the PBX's channels at resync), a call the log shows
+        unfinished whose channel is gone ended unseen too: the PBX was restarted (kill -9
+        writes no end event) while the link was down. It is kept as the tracker keeps such
+        calls, answered or not by what the log says, its end marked ``resync``.
+        """
         path = self.settings.ami_queue_log_path
         if path is None or not path.is_file():
             return
         since = gap_start - timedelta(seconds=120)
-        with path.open("rb") as f:
-            lines = [ln for ln in f if _epoch_of(ln) >= since.timestamp()]
-        imported = parse_queue_log(lines)
+        key = str(path.resolve())
+        with self.db.session() as session:  # where the previous read stopped (issue 19)
+            cursor = session.get(QueueLogCursor, key)
+            last = (
+                LogPosition(cursor.inode, cursor.size, cursor.read_offset)
+                if cursor is not None
+                else None
+            )
+        try:
+            tail = read_since(path, since.timestamp(), last)
+        except OSError as exc:
+            log.warning("queue_log %s unreadable, no backfill: %s", path, exc)
+            return
+        self.queue_log_bytes_read += tail.bytes_read
+        imported = parse_queue_log(tail.lines)
+        with self.db.session() as session:
+            cursor = session.get(QueueLogCursor, key) or QueueLogCursor(path=key)
+            cursor.inode, cursor.size = tail.position.inode, tail.position.size
+            cursor.read_offset = tail.position.offset
+            session.add(cursor)
         with self.db.session() as session:
             for record in imported.calls:
                 # Anything finished that we do not know by its callid was missed; the 120 s
                 # margin covers queue_log's whole-second times and events lost just before.
-                if record.outcome is CallOutcome.IN_PROGRESS:
-                    continue
+                outcome, ended_at = record.outcome, record.ended_at
+                if outcome is CallOutcome.IN_PROGRESS:
+                    if live is None or record.key.split("#")[0] in live:
+                        continue
+                    outcome = CallOutcome.ANSWERED if record.answered_at else CallOutcome.ABANDONED
+                    ended_at = record.answered_at or record.entered_at
                 known = session.scalar(
-                    select(Call.id).where(Call.caller_uniqueid == record.key.split("#")[0])
+                    select(Call).where(Call.caller_uniqueid == record.key.split("#")[0])
                 )
                 if known is not None:
+                    self._correct_from_log(session, known, record)
                     continue
                 call = TrackedCall(
                     record.key,
@@ -329,22 +431,59 @@ class PbxService:
                     agent=record.agent,
                     entered_at=record.entered_at,
                     answered_at=record.answered_at,
-                    ended_at=record.ended_at,
-                    outcome=record.outcome,
+                    ended_at=ended_at,
+                    outcome=outcome,
                     transferred_to=record.transferred_to,
                     time_source="resync",
                 )
                 save_tracked(session, call, self.defaults)
                 log.info("backfilled call %s from queue_log (ended during AMI gap)", record.key)
 
+    def _correct_from_log(self, session: Session, row: Call, record: CallRecord) -> None:
+        """A call the tracker closed unseen (``resync``: waiting when the link dropped) gets
+        the ending Asterisk logged, e.g. answered in the gap rather than abandoned. Times
+        keep the tracker's precise entry: the log's whole seconds are shifted onto it."""
+        if row.time_source != "resync" or record.outcome is CallOutcome.IN_PROGRESS:
+            return
+        if record.outcome.value == row.outcome:
+            return
+        shift = row.entered_at - record.entered_at
+        fixed = replace(
+            record,
+            entered_at=row.entered_at,
+            answered_at=record.answered_at + shift if record.answered_at else None,
+            ended_at=record.ended_at + shift if record.ended_at else None,
+        )
+        apply_record(session, row, fixed, self.defaults)
+        log.info("call %s corrected from queue_log: %s", record.key, record.outcome.value)
+
+
+def _left_queue_in_gap(
+    calls: Iterable[TrackedCall], entries: list[dict[str, str]]
+) -> list[TrackedCall]:
+    """Live tracked queue calls without an answer that no queue lists as waiting any more:
+    something happened to them while the link was down (answered, often)."""
+    waiting = {e.get("Uniqueid") for e in entries}
+    return [
+        call
+        for call in calls
+        if call.kind == "queue"
+        and call.answered_at is None
+        and call.ended_at is None
+        and call.channels
+        and call.caller_uniqueid is not None
+        and call.caller_uniqueid not in waiting
+    ]
+
 
 def _safe(value: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in value)
 
 
-def _epoch_of(line: bytes) -> float:
-    head = line.split(b"|", 1)[0]
-    try:
-        return float(head)
-    except ValueError:
-        return 0.0
+def ami_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """TLS to AMI when configured: verified against the given CA (or the PBX's self-signed
+    certificate itself), else the system's trust store; never unverified."""
+    if not settings.ami_tls:
+        return None
+    ca = settings.ami_tls_ca_path
+    return ssl.create_default_context(cafile=str(ca) if ca is not None else None)
