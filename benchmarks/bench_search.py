@@ -1,31 +1,30 @@
-"""Transcript search on the embedded default (SQLite FTS5) vs a plain ``LIKE '%...%'`` scan.
+"""Transcript search at call-centre scale, per query class, vs a plain ``LIKE '%...%'`` scan.
 
-Corpus: generated zh/en complaint-call sentences (templates of the seeds' domain — late
-drivers, plates, refunds, call-backs — with random plates, minutes, amounts and order
-numbers, a fifth in traditional characters as Whisper writes them), 20 segments per
-call. Segment count: ``EARWITNESS_BENCH_SEARCH_SEGMENTS`` (default 1,000,000).
+Corpus: :mod:`benchmarks.datagen` (zh/en complaint-call sentences with plates, order numbers,
+minutes and amounts, a fifth of the Chinese traditional; 20 segments per call, calls over a
+month in time order). Segment count: ``EARWITNESS_BENCH_SEARCH_SEGMENTS`` (default
+1,000,000). The data set is generated once and reused: SQLite file
+``EARWITNESS_BENCH_SEARCH_DB`` (default ``/tmp/ew-bench-search-<n>.db``); PostgreSQL when
+``EARWITNESS_BENCH_SEARCH_PG`` names a server URL (schema ``ew_bench_search_<n>`` there).
 
-- ours: ``earwitness.search.search`` with the API's defaults (relevance order, first page
-  of 20, total count, highlights) after the index was built;
-- baseline: what a script would do on the same table in the same run —
-  ``SELECT count(*) ... WHERE text LIKE '%q%'`` plus ``... ORDER BY id DESC LIMIT 20``;
-  it knows nothing of traditional/simplified or 五十/50, so it finds less.
+Per query class (plates, order numbers, one- and two-character Chinese, very common words,
+phrases, fuzzy, plus an AND and a NOT query), each measured in the same run on the same table:
 
-Each typical query runs ``ROUNDS`` times; p50/p95 over all runs. ``ratio`` = baseline p50 /
-our p50 (>1: ours faster). Also reported: index build time and on-disk index size.
-Run: ``python benchmarks/bench_search.py`` or ``python -m benchmarks search``.
+- ours: ``earwitness.search.search`` as the API calls it (relevance, page of 20, capped total,
+  highlights);
+- baseline: what a script would do — ``count(*) ... WHERE text LIKE '%q%'`` plus the newest
+  20 (``ORDER BY id DESC LIMIT 20``); it knows nothing of traditional/simplified or 五十/50;
+- also shown: the pre-issue-17 path (``count_cap=None``: score and count every match).
+
+``ratio`` = baseline p50 / our p50 (> 1: ours faster). Run: ``python -m benchmarks search``.
 """
 
 from __future__ import annotations
 
 import os
-import random
-import statistics
 import sys
-import tempfile
 import time
-from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,170 +34,82 @@ if str(ROOT) not in sys.path:
 
 import sqlalchemy as sa  # noqa: E402
 
+from benchmarks.datagen import generate_segments, index_segments  # noqa: E402
 from earwitness.db import Database  # noqa: E402
 from earwitness.migrations import upgrade  # noqa: E402
-from earwitness.models import Call, Recording, Segment, Transcript  # noqa: E402
+from earwitness.models import Segment  # noqa: E402
 from earwitness.search import SearchOptions, search  # noqa: E402
-from earwitness.search.indexer import index_rows  # noqa: E402
+from earwitness.search.backends import ensure_pg_trgm_index  # noqa: E402
 from earwitness.search.normalize import to_simplified  # noqa: E402
 
 SEGMENTS = int(os.environ.get("EARWITNESS_BENCH_SEARCH_SEGMENTS", "1000000"))
-PER_CALL = 20
-ROUNDS = 5
-# (our query, the LIKE substring a script would use)
-QUERIES = [
-    ("退款", "退款"),
-    ("京", "京"),
-    ("迟到", "迟到"),
-    ("京A12345", "京A12345"),
-    ("8801234567", "8801234567"),
-    ("refund", "refund"),
-    ('"call you back"', "call you back"),
-    ("司机迟到", "司机迟到"),
-    ("投诉 -退款", "投诉"),
-]
-
-ZH = [
-    "司机迟到了{m}分钟，我要投诉",
-    "车牌是京{plate}，到现在还没到",
-    "我们会在{m}分钟内给您回电",
-    "您的订单号是{order}，我们已经记录",
-    "请给我退款{amount}元",
-    "定位一直在漂移，司机走错了方向",
-    "非常抱歉给您带来不便，我们马上处理",
-    "救援车在机场高速上，预计{m}分钟到达",
-    "我上周已经打过电话了，还是没人处理",
-    "工作人员态度很差，我要找你们领导",
-    "好的，我帮您升级为特急A级",
-    "请问您现在的位置是哪里",
-]
-EN = [
-    "The driver was {m} minutes late and nobody called me",
-    "I want a refund of {amount} dollars",
-    "We will call you back within {m} minutes",
-    "Your order number is {order}",
-    "The plate number was {plate}",
-    "I am sorry for the inconvenience, let me check",
-    "This is the third time I am calling about this",
-    "Can you confirm your location please",
+SQLITE_PATH = os.environ.get("EARWITNESS_BENCH_SEARCH_DB", f"/tmp/ew-bench-search-{SEGMENTS}.db")
+PG_URL = os.environ.get("EARWITNESS_BENCH_SEARCH_PG", "")
+ROUNDS = int(os.environ.get("EARWITNESS_BENCH_SEARCH_ROUNDS", "20"))
+BASE_ROUNDS = 7
+OLD_ROUNDS = 3
+# (class, our query, the LIKE substring a script would use)
+CLASSES = [
+    ("plate", "京A12345", "京A12345"),
+    ("order_no", "8801234567", "8801234567"),
+    ("zh_1char", "京", "京"),
+    ("zh_2char", "迟到", "迟到"),
+    ("common_zh", "您", "您"),
+    ("common_en", "the", "the"),
+    ("phrase", '"call you back"', "call you back"),
+    ("fuzzy", "京A12346~", "京A12346"),
+    ("and_jieba", "司机迟到", "司机迟到"),
+    ("not", "投诉 -退款", "投诉"),
 ]
 
 
-# Plates and order numbers recur a few times each, as they do across one complaint's calls.
-_POOL = random.Random(11)
-PLATES = ["A12345"] + [
-    f"{_POOL.choice('ABCDEFGHJK')}{_POOL.randint(10000, 99999)}" for _ in range(5000)
-]
-ORDERS = ["8801234567"] + [f"{_POOL.randint(10**9, 10**10 - 1)}" for _ in range(50_000)]
+def _pg_schema_url(server: str) -> str:
+    schema = f"ew_bench_search_{SEGMENTS}"
+    admin = sa.create_engine(server)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    admin.dispose()
+    sep = "&" if "?" in server else "?"
+    return f"{server}{sep}options=-csearch_path%3D{schema}"
 
 
-@lru_cache(maxsize=1)
-def _s2t() -> Any:
-    from opencc import OpenCC
-
-    return OpenCC("s2t")
-
-
-def sentence(rng: random.Random) -> tuple[str, str]:
-    fill = {
-        "m": rng.choice([5, 10, 15, 20, 30, 45, 50, 80]),
-        "plate": rng.choice(PLATES),
-        "order": rng.choice(ORDERS),
-        "amount": rng.choice([20, 50, 100, 200, 500]),
-    }
-    if rng.random() < 0.7:
-        text = rng.choice(ZH).format(**fill)
-        if rng.random() < 0.2:
-            text = _s2t().convert(text)
-        return text, "zh"
-    return rng.choice(EN).format(**fill), "en"
-
-
-def build(db: Database, n: int) -> None:
-    rng = random.Random(7)
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    calls = n // PER_CALL
-    with db.engine.begin() as conn:
-        conn.execute(
-            sa.insert(Call),
-            [
-                {
-                    "id": i + 1,
-                    "linkedid": f"b{i}",
-                    "source": "demo",
-                    "caller": f"138{rng.randint(10**7, 10**8 - 1)}",
-                    "entered_at": start + timedelta(minutes=7 * i),
-                    "outcome": "answered",
-                }
-                for i in range(calls)
-            ],
-        )
-        conn.execute(
-            sa.insert(Recording),
-            [{"id": i + 1, "call_id": i + 1, "state": "ingested"} for i in range(calls)],
-        )
-        conn.execute(
-            sa.insert(Transcript),
-            [{"id": i + 1, "recording_id": i + 1, "model": "bench"} for i in range(calls)],
-        )
-        batch: list[dict[str, object]] = []
-        for i in range(calls * PER_CALL):
-            text, lang = sentence(rng)
-            batch.append(
-                {
-                    "id": i + 1,
-                    "transcript_id": i // PER_CALL + 1,
-                    "role": "agent" if i % 2 else "customer",
-                    "language": lang,
-                    "start_s": (i % PER_CALL) * 4.0,
-                    "end_s": (i % PER_CALL) * 4.0 + 3.5,
-                    "text": text,
-                }
-            )
-            if len(batch) == 50_000:
-                conn.execute(sa.insert(Segment), batch)
-                batch = []
-        if batch:
-            conn.execute(sa.insert(Segment), batch)
-
-
-def index_all(db: Database) -> float:
-    """The reindex path without per-recording deletes (the table starts empty)."""
-    from earwitness.models import SearchSegment
-
-    started = time.perf_counter()
-    with db.engine.begin() as conn:
-        rows = conn.execute(
-            sa.select(Segment.id, Segment.text, Transcript.recording_id)
-            .join(Transcript, Transcript.id == Segment.transcript_id)
-            .order_by(Segment.id)
-        ).all()
-        batch: list[dict[str, object]] = []
-        for sid, text, rid in rows:
-            batch.extend(index_rows(rid, [(sid, text)]))
-            if len(batch) == 20_000:
-                conn.execute(sa.insert(SearchSegment), batch)
-                batch = []
-        if batch:
-            conn.execute(sa.insert(SearchSegment), batch)
-        conn.execute(sa.text("INSERT INTO search_fts(search_fts) VALUES ('optimize')"))
-        conn.execute(sa.text("INSERT INTO search_fts_words(search_fts_words) VALUES ('optimize')"))
-    return time.perf_counter() - started
-
-
-def db_bytes(db: Database) -> int:
+def prepared(url: str) -> tuple[Database, str]:
+    """The benchmark database, generated on first use (then reused): (db, what was done)."""
+    db = Database(url)
+    upgrade(db.engine)
     with db.engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        pages = conn.exec_driver_sql("PRAGMA page_count").scalar() or 0
-        free = conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0
-        size = conn.exec_driver_sql("PRAGMA page_size").scalar() or 0
-    return int((pages - free) * size)
-
-
-def timed(fn: object) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = fn()  # type: ignore[operator]
-    return time.perf_counter() - start, result
+        have = conn.scalar(sa.select(sa.func.count()).select_from(Segment)) or 0
+    if have == SEGMENTS:
+        return db, "reused"
+    if have:
+        raise SystemExit(f"{url} holds {have} segments, not {SEGMENTS}: delete it first")
+    started = time.perf_counter()
+    generate_segments(db, SEGMENTS, seed=7)
+    generated = time.perf_counter() - started
+    started = time.perf_counter()
+    if not db.is_sqlite:  # bulk load without the GIN indexes, then build them once
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("DROP INDEX IF EXISTS search_fts_tokens_tsv")
+            conn.exec_driver_sql("DROP INDEX IF EXISTS search_fts_norm_trgm")
+    index_segments(db)  # on SQLite the FTS5 tables follow through the triggers
+    with db.session() as session:
+        if db.is_sqlite:
+            session.execute(sa.text("INSERT INTO search_fts(search_fts) VALUES ('optimize')"))
+            session.execute(
+                sa.text("INSERT INTO search_fts_words(search_fts_words) VALUES ('optimize')")
+            )
+        else:
+            session.execute(
+                sa.text(
+                    "CREATE INDEX search_fts_tokens_tsv ON search_segments "
+                    "USING gin (search_fts_tsv)"
+                )
+            )
+            ensure_pg_trgm_index(session)
+            session.execute(sa.text("ANALYZE"))
+        session.commit()
+    indexed = time.perf_counter() - started
+    return db, f"generated in {generated:.0f} s, indexed in {indexed:.0f} s"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -206,59 +117,85 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def timings(fn: Callable[[], Any], rounds: int) -> tuple[list[float], Any]:
+    out, result = [], None
+    for _ in range(rounds):
+        start = time.perf_counter()
+        result = fn()
+        out.append(time.perf_counter() - start)
+    return out, result
+
+
+def ms(values: list[float]) -> str:
+    return "/".join(f"{pct(values, q) * 1000:.1f}" for q in (0.5, 0.95, 0.99))
+
+
+def measure(db: Database, label: str) -> list[str]:
+    lines: list[str] = []
+    worst_p95, slowest_ratio = 0.0, float("inf")
+    for name, q, like in CLASSES:
+        pattern = "%" + to_simplified(like) + "%"
+
+        def ours(q: str = q, cap: bool = True) -> Any:
+            with db.session() as s:
+                opts = SearchOptions() if cap else SearchOptions(count_cap=None)
+                return search(s, q, options=opts)
+
+        def scan(p: str = pattern) -> tuple[int, list[Any]]:
+            with db.engine.connect() as conn:
+                where = Segment.text.like(p)
+                count = conn.scalar(sa.select(sa.func.count()).select_from(Segment).where(where))
+                rows = conn.execute(
+                    sa.select(Segment.id, Segment.text)
+                    .where(where)
+                    .order_by(Segment.id.desc())
+                    .limit(20)
+                ).all()
+                return int(count or 0), rows
+
+        ours(q)  # warm the page cache and jieba once, as a running server is
+        new_t, result = timings(ours, ROUNDS)
+        base_t, found = timings(scan, BASE_ROUNDS)
+        old_t, old = timings(lambda q=q: ours(q, cap=False), OLD_ROUNDS)
+        ratio = pct(base_t, 0.5) / pct(new_t, 0.5)
+        worst_p95 = max(worst_p95, pct(new_t, 0.95))
+        slowest_ratio = min(slowest_ratio, ratio)
+        total = f"{result.total}{'' if result.total_exact else '+'}"
+        lines.append(
+            f"search_{label}[{name}]: ours {ms(new_t)} ms, baseline {ms(base_t)} ms, "
+            f"ratio {ratio:.1f} (p50/p95/p99; {q!r}: {total} hits vs LIKE {found[0]}; "
+            f"pre-issue-17 path {pct(old_t, 0.5) * 1000:.0f} ms p50, {old.total} hits)"
+        )
+    lines.insert(
+        0,
+        f"search_{label}: ours {worst_p95 * 1000:.1f} ms worst-class p95, lowest ratio "
+        f"{slowest_ratio:.1f} over {len(CLASSES)} classes ({SEGMENTS:,} segments; "
+        f"{ROUNDS} runs ours, {BASE_ROUNDS} LIKE, {OLD_ROUNDS} old path per class)",
+    )
+    return lines
+
+
+def common_share(db: Database) -> str:
+    with db.engine.connect() as conn:
+        n = conn.scalar(
+            sa.select(sa.func.count()).select_from(Segment).where(Segment.text.like("%您%"))
+        )
+    return f"  您 is in {100 * (n or 0) / SEGMENTS:.1f} % of the segments"
+
+
 def run() -> list[str]:
-    with tempfile.TemporaryDirectory(prefix="ew-bench-search-") as tmp:
-        db = Database(f"sqlite:///{tmp}/bench.db")
-        upgrade(db.engine)
-        build(db, SEGMENTS)
-        before = db_bytes(db)
-        build_s = index_all(db)
-        index_size = db_bytes(db) - before
-        ours: list[float] = []
-        base: list[float] = []
-        detail: list[str] = []
-        for q, like in QUERIES:
-            pattern = "%" + to_simplified(like) + "%"
-            ours_q: list[float] = []
-            base_q: list[float] = []
-            for _ in range(ROUNDS):
-                with db.session() as s:
-                    seconds, result = timed(lambda s=s, q=q: search(s, q, options=SearchOptions()))
-                ours_q.append(seconds)
-                with db.engine.connect() as conn:
-                    seconds, found = timed(
-                        lambda conn=conn, p=pattern: (
-                            conn.execute(
-                                sa.select(sa.func.count())
-                                .select_from(Segment)
-                                .where(Segment.text.like(p))
-                            ).scalar(),
-                            conn.execute(
-                                sa.select(Segment.id, Segment.text)
-                                .where(Segment.text.like(p))
-                                .order_by(Segment.id.desc())
-                                .limit(20)
-                            ).all(),
-                        )
-                    )
-                base_q.append(seconds)
-            ours.extend(ours_q)
-            base.extend(base_q)
-            detail.append(
-                f"  {q!r}: ours p50 {statistics.median(ours_q) * 1000:.1f} ms "
-                f"({result.total} hits), LIKE p50 {statistics.median(base_q) * 1000:.1f} ms "  # type: ignore[attr-defined]
-                f"({found[0]} hits)"  # type: ignore[index]
-            )
-        db.dispose()
-    p50, b50 = statistics.median(ours), statistics.median(base)
-    return [
-        f"search: ours {p50 * 1000:.1f} ms, baseline {b50 * 1000:.1f} ms, ratio {b50 / p50:.1f} "
-        f"(p50 over {len(QUERIES)} typical queries x {ROUNDS}, {SEGMENTS:,} segments)",
-        f"  p95: ours {pct(ours, 0.95) * 1000:.1f} ms, baseline {pct(base, 0.95) * 1000:.1f} ms",
-        f"  index build {build_s:.1f} s ({SEGMENTS / build_s:,.0f} segments/s), "
-        f"index size {index_size / 1e6:.0f} MB",
-        *detail,
-    ]
+    lines: list[str] = []
+    db, how = prepared(f"sqlite:///{SQLITE_PATH}")
+    lines.append(f"  sqlite data set {SQLITE_PATH}: {how}")
+    lines.append(common_share(db))
+    lines.extend(measure(db, "sqlite"))
+    db.dispose()
+    if PG_URL:
+        pg, how = prepared(_pg_schema_url(PG_URL))
+        lines.append(f"  postgresql data set: {how}")
+        lines.extend(measure(pg, "postgresql"))
+        pg.dispose()
+    return lines
 
 
 if __name__ == "__main__":

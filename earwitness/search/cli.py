@@ -113,7 +113,10 @@ def query(
     if as_json:
         _json(asdict(result))
         return
-    table = Table(title=f"{result.total} match(es) for {q!r} ({result.backend})", show_lines=False)
+    plus = "" if result.total_exact else "+"  # capped count: "10000+"
+    table = Table(
+        title=f"{result.total}{plus} match(es) for {q!r} ({result.backend})", show_lines=False
+    )
     for column in ("when", "call", "case", "role", "at", "text", "audio"):
         table.add_column(column, overflow="fold")
     for hit in result.hits:
@@ -130,7 +133,7 @@ def query(
     shown = result.offset + len(result.groups if result.groups is not None else result.hits)
     total = result.grouped_total if result.grouped_total is not None else result.total
     if shown < total:
-        console.print(f"showing up to {shown} of {total}; next page: --offset {shown}")
+        console.print(f"showing up to {shown} of {total}{plus}; next page: --offset {shown}")
 
 
 @search_app.command("reindex")

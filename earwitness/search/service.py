@@ -6,6 +6,14 @@ OR → UNION, NOT → EXCEPT); the score of a hit is the sum of its positive ter
 scores, so a segment matching more of the query, more often, in less text, ranks
 higher. Filters join the call, queue, agent and case tables at query time, so
 linking a call to a case is visible to search at once, without reindexing.
+
+At call-centre scale (issue 17) a first, unscored pass counts the matches no further than
+``COUNT_CAP`` and finds the id range the ranking needs: below the cap that is the matches'
+own id range (the answer is exactly the old one); above it, the newest ``COUNT_CAP``
+matches, the total is reported as a lower bound (``total_exact`` false, shown "10000+")
+and only that window is ranked — bm25 over 300 000 hits of a common word cost 0.9 s.
+``SearchOptions(count_cap=None)`` is the old path, kept as the reference the tests compare
+against.
 """
 
 from __future__ import annotations
@@ -30,6 +38,10 @@ from earwitness.telephony.queries import agent_matches
 Sort = Literal["relevance", "newest", "oldest"]
 FUZZY_CANDIDATES = 20_000  # segments sharing a trigram that rapidfuzz looks at, best first
 FUZZY_KEEP = 2_000  # near-misses kept per fuzzy term (bound parameters stay few)
+# Beyond this many matches the total is shown as "10000+" and only the newest this-many
+# matches (by segment id, i.e. indexing order) are ranked: counting and scoring every one
+# of 300 000 hits of a common word costs more than the page itself (issue 17).
+COUNT_CAP = 10_000
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,8 @@ class SearchOptions:
     per_group: int = 5
     fuzzy: bool = False  # every term fuzzy, as if written term~
     fuzzy_min_score: float = 80.0
+    # None: count and rank every match (the pre-issue-17 path, kept as the reference).
+    count_cap: int | None = field(default_factory=lambda: COUNT_CAP)
 
 
 @dataclass
@@ -107,6 +121,9 @@ class SearchResult:
     hits: list[SearchHit] = field(default_factory=list)
     groups: list[HitGroup] | None = None
     grouped_total: int | None = None
+    # False: more than ``total`` matches (show "10000+"); hits and groups then come from
+    # the newest ``total`` matches only.
+    total_exact: bool = True
 
 
 def _fuzzify(node: Node) -> Node:
@@ -120,10 +137,22 @@ def _fuzzify(node: Node) -> Node:
 class _Compiler:
     """Turns the tree into set operations over one CTE per term."""
 
-    def __init__(self, session: Session, backend: SearchBackend, options: SearchOptions) -> None:
+    def __init__(
+        self,
+        session: Session,
+        backend: SearchBackend,
+        options: SearchOptions,
+        *,
+        floor: int | None = None,
+        ceiling: int | None = None,
+        ids_only: bool = False,
+    ) -> None:
         self.session = session
         self.backend = backend
         self.options = options
+        # only segments with floor <= id <= ceiling: the ids the query can match at all
+        self.floor, self.ceiling = floor, ceiling
+        self.ids_only = ids_only  # unscored selects: for counting and finding the window
         self.ctes: dict[Term, Any] = {}
         self.scored: list[Any] = []
 
@@ -132,10 +161,12 @@ class _Compiler:
             key = f"t{len(self.ctes)}"
             if term.kind == "fuzzy" and not term.short:
                 self.ctes[term] = self._fuzzy(term, key)
+            elif self.ids_only:
+                self.ctes[term] = self.backend.term_ids(term, key).cte(key)
             else:
                 # MATERIALIZED: computed once, and FTS5's bm25() is only allowed in its own
                 # query, never where SQLite would flatten it into an aggregate.
-                select = self.backend.term_select(term, key)
+                select = self.backend.term_select(term, key, self.floor, self.ceiling)
                 self.ctes[term] = select.cte(key).prefix_with("MATERIALIZED")
         return self.ctes[term]
 
@@ -150,6 +181,8 @@ class _Compiler:
         if len(keep) > FUZZY_KEEP:
             keep = dict(sorted(keep.items(), key=lambda kv: -kv[1])[:FUZZY_KEEP])
         column = sa.literal_column("segment_id", sa.Integer)
+        lo, hi = self.floor or 0, self.ceiling
+        keep = {sid: w for sid, w in keep.items() if sid >= lo and (hi is None or sid <= hi)}
         weights = sa.case(keep, value=column, else_=0.0) if keep else sa.literal(0.0)
         return (
             sa.select(column.label("sid"), sa.cast(weights, sa.Float).label("score"))
@@ -250,7 +283,15 @@ def search(
     if options.fuzzy:
         root = _fuzzify(root)
     backend = backend_for(session)
-    compiler = _Compiler(session, backend, options)
+    window = _Window(None, None, None, True)
+    if options.count_cap is not None:
+        window = _count_and_window(session, backend, root, filters, options)
+    if window.total == 0:  # nothing matches: skip scoring (a common word can cost 300 ms)
+        empty = SearchResult(q, backend.name, 0, options.limit, options.offset, options.sort)
+        if options.group_by_call:
+            empty.groups, empty.grouped_total = [], 0
+        return empty
+    compiler = _Compiler(session, backend, options, floor=window.floor, ceiling=window.ceiling)
     candidates = compiler.candidates(root)
     scored_ctes = list(dict.fromkeys(compiler.scored))
     if isinstance(root, Term):
@@ -277,11 +318,15 @@ def search(
     )
     base = _apply_filters(base, session, filters, at)
     filtered = base.subquery("hits")
-    total = session.scalar(sa.select(sa.func.count()).select_from(filtered)) or 0
+    if window.total is None:
+        total = session.scalar(sa.select(sa.func.count()).select_from(filtered)) or 0
+    else:
+        total = window.total
     order = _order(options.sort, filtered.c.score, filtered.c.at)
     result = SearchResult(
-        q, backend.name, total, options.limit, options.offset, options.sort, hits=[]
-    )
+        q, backend.name, total, options.limit, options.offset, options.sort, hits=[],
+        total_exact=window.exact,
+    )  # fmt: skip
     terms = positive_terms(root)
     if not options.group_by_call:
         rows = session.execute(
@@ -293,6 +338,64 @@ def search(
         result.hits = _hits(session, [(r.sid, r.score) for r in rows], terms, options)
         return result
     return _grouped(session, filtered, order, terms, options, result)
+
+
+def _hit_rows(sids: Any) -> Any:
+    """The hits' rows (segment, transcript, recording, call) for ``sids``, with their time:
+    what every filter needs."""
+    at = sa.func.coalesce(Call.entered_at, Recording.created_at).label("at")
+    return (
+        sa.select(sids.c.sid, at)
+        .join(Segment, Segment.id == sids.c.sid)
+        .join(Transcript, Transcript.id == Segment.transcript_id)
+        .join(Recording, Recording.id == Transcript.recording_id)
+        .outerjoin(Call, Call.id == Recording.call_id),
+        at,
+    )
+
+
+@dataclass(frozen=True)
+class _Window:
+    """What the unscored pass learnt: the total (None: not counted), and the id range the
+    scoring pass needs to look at."""
+
+    total: int | None
+    floor: int | None
+    ceiling: int | None
+    exact: bool
+
+
+def _count_and_window(
+    session: Session, backend: SearchBackend, root: Node, filters: SearchFilter,
+    options: SearchOptions,
+) -> _Window:  # fmt: skip
+    """Count the matches no further than ``count_cap``. Up to the cap the window is the
+    matches' id range (exact: scoring skips rows that cannot match); beyond it, the window
+    starts at the ``count_cap``-th newest match and nothing older is ranked. Unscored: the
+    word indexes stream ids without computing bm25, and nothing joins the calls unless a
+    filter needs them."""
+    cap = options.count_cap
+    assert cap is not None
+    tree = backend.tree_ids(root)
+    if tree is None:
+        tree = _Compiler(session, backend, options, ids_only=True).candidates(root, score=False)
+    ids = tree.subquery("ids")
+    if filters == SearchFilter():
+        matching = sa.select(ids.c.sid)
+    else:
+        rows, at = _hit_rows(ids)
+        matching = _apply_filters(rows, session, filters, at).with_only_columns(ids.c.sid)
+    found = matching.subquery("matching")
+    capped = sa.select(found.c.sid).limit(cap + 1).subquery("capped")
+    total, lo, hi = session.execute(
+        sa.select(sa.func.count(), sa.func.min(capped.c.sid), sa.func.max(capped.c.sid))
+    ).one()
+    if total <= cap:
+        return _Window(int(total), lo, hi, True)
+    floor = session.scalar(
+        sa.select(found.c.sid).order_by(found.c.sid.desc()).limit(1).offset(cap - 1)
+    )
+    return _Window(cap, int(floor) if floor is not None else None, None, False)
 
 
 def _order(sort: Sort, score: Any, at: Any) -> list[Any]:
