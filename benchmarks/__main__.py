@@ -27,6 +27,7 @@ MODULES = [
     "bench_scale",
     "bench_sla",
     "bench_api",
+    "bench_ingest",
 ]
 
 

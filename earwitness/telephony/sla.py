@@ -138,6 +138,69 @@ class _Group:
         )
 
 
+@dataclass
+class Tally:
+    """Mergeable totals for one group: what ``_Group`` keeps as lists, kept as sums.
+
+    The SQL path (``sla_sql``) aggregates calls in the database into many small tallies
+    (per UTC quarter-hour, per rings value...) and adds them up here, so a month of a
+    million calls never becomes a million Python objects. ``figures`` gives the same
+    ``SlaFigures`` as ``_Group`` for the same calls (means up to float summation order).
+    """
+
+    answered: int = 0
+    answered_wait_s: float = 0.0
+    unanswered: int = 0
+    unanswered_wait_s: float = 0.0
+    longest_wait_s: float | None = None
+    within_target: int = 0
+    abandoned: int = 0
+    abandoned_first_ring: int = 0
+    timeouts: int = 0
+    other_unanswered: int = 0
+    waiting: int = 0
+    rona: int = 0
+    rings: Counter[int] = field(default_factory=Counter)
+    by_agent: Counter[str] = field(default_factory=Counter)
+
+    def add_waits(self, answered: bool, count: int, wait_sum: float, wait_max: float) -> None:
+        """``count`` offered calls whose waits sum to ``wait_sum`` and peak at ``wait_max``."""
+        if answered:
+            self.answered += count
+            self.answered_wait_s += wait_sum
+        else:
+            self.unanswered += count
+            self.unanswered_wait_s += wait_sum
+        if self.longest_wait_s is None or wait_max > self.longest_wait_s:
+            self.longest_wait_s = wait_max
+
+    def figures(self, group_by: str, key: str, target: SlaTarget, tz: str) -> SlaFigures:
+        offered = self.answered + self.unanswered
+        all_waits = self.answered_wait_s + self.unanswered_wait_s
+        return SlaFigures(
+            group_by=group_by,
+            key=key,
+            target=target,
+            tz=tz,
+            offered=offered,
+            answered=self.answered,
+            answered_within_target=self.within_target,
+            abandoned=self.abandoned,
+            abandoned_first_ring=self.abandoned_first_ring,
+            timeouts=self.timeouts,
+            other_unanswered=self.other_unanswered,
+            waiting=self.waiting,
+            service_level_pct=_pct(self.within_target, offered - self.abandoned_first_ring),
+            asa_s=self.answered_wait_s / self.answered if self.answered else None,
+            avg_wait_s=all_waits / offered if offered else None,
+            longest_wait_s=self.longest_wait_s if offered else None,
+            abandon_rate_pct=_pct(self.abandoned, offered),
+            rings_histogram=dict(sorted(self.rings.items())),
+            rona_count=self.rona,
+            answered_by_agent=dict(sorted(self.by_agent.items())),
+        )
+
+
 def _pct(part: int, whole: int) -> float | None:
     return 100.0 * part / whole if whole else None
 

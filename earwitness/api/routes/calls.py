@@ -14,7 +14,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from earwitness.api.deps import Principal, PrincipalDep, RuntimeDep, SessionDep
 from earwitness.api.params import DbInt, period
@@ -30,14 +29,15 @@ from earwitness.telephony.queries import (
     agent_board,
     agent_states,
     call_movement,
+    call_page,
     call_records,
     call_summary,
     count_calls,
-    filtered_calls,
     target_of,
 )
-from earwitness.telephony.sla import live_snapshot, summarise
+from earwitness.telephony.sla import live_snapshot
 from earwitness.telephony.sla_export import XLSX_MEDIA_TYPE, heading, to_csv, to_xlsx
+from earwitness.telephony.sla_sql import sla_groups
 from earwitness.timezones import EXAMPLES, Period, day_start, local_day, zone_named
 
 router = APIRouter(tags=["calls"])
@@ -187,17 +187,15 @@ def list_calls(
     scoped = _scoped(_filter(when, queue, agent, outcome, caller, min_rings), call_scope(who))
     if scoped is None:
         return {"total": 0, "limit": limit, "offset": offset, "items": []}
-    f = scoped
-    rows = session.scalars(
-        filtered_calls(f)
-        .options(selectinload(Call.recordings))  # recording_id of each row in one query
-        .order_by(Call.entered_at.desc(), Call.id.desc())
-        .limit(limit)
-        .offset(offset)
-    ).unique()
-    items = [call_summary(r) for r in rows]
+    # A short session of our own, closed before the response is written: the request's
+    # ``session`` holds its pooled connection until FastAPI tears the dependency down after
+    # the response, and with 16 concurrent requests that starved the pool while the API-key
+    # check (on the event loop) waited for a connection - 0 req/s on SQLite (issue 17).
+    with runtime.db.session() as own:
+        items = call_page(own, scoped, limit, offset)  # plain rows, no ORM objects
+        total = count_calls(own, scoped)
     return {
-        "total": count_calls(session, f),
+        "total": total,
         "limit": limit,
         "offset": offset,
         "items": shown(who, items, {i["caller"] for i in items}),
@@ -261,19 +259,10 @@ def sla(
     """
     when = period(runtime, start, end, tz)
     scoped = _scoped(_filter(when, queue, agent, None, None), call_scope(who))
-    records = call_records(session, scoped) if scoped is not None else []
     zone = when.zone
     defaults = _defaults(runtime)
-    groups: list[Any] = []
-    if group_by == "queue":
-        for name in sorted({r.queue for r in records if r.queue} | ({queue} if queue else set())):
-            in_queue = [r for r in records if r.queue == name]
-            groups += summarise(in_queue, target_of(session, name, defaults), "queue", zone)
-        no_queue = [r for r in records if not r.queue]
-        if no_queue:
-            groups += summarise(no_queue, target_of(session, None, defaults), "queue", zone)
-    else:
-        groups = summarise(records, target_of(session, queue, defaults), group_by, zone)
+    # Aggregated in the database (issue 17): same figures as the per-record Python path.
+    groups = sla_groups(session, scoped, group_by, zone, defaults, queue)
     target = target_of(session, queue, defaults).describe()
     echo = when.echo()
     if format != "json":

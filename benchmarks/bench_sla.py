@@ -1,0 +1,301 @@
+"""SLA and wallboard at call-centre scale (issue 17, part B), side by side in one run.
+
+- ``sla_<db>_<group_by>``: ``/api/sla``'s work for one month of 1 M calls (500-agent centre
+  scale, ``benchmarks.datagen.generate_calls``, plus ring-outs on 5 % of the calls) on
+  SQLite and PostgreSQL: the SQL aggregation (``telephony.sla_sql.sla_groups``, ours) vs
+  the per-record Python path it replaces (``sla_groups_python``, baseline), both followed by
+  the JSON encoding the route does. Ours runs ``REPEAT`` times per ``group_by`` (p50/p95/p99);
+  the baseline costs about a minute per run at 1 M, so it runs once per database, for
+  ``group_by=queue`` (the endpoint's default), and its one time stands for p50 = p95 = p99.
+  Both answers are compared before timing (counts exactly, means to 1e-9).
+- ``live_<db>``: the wallboard's data (``/api/live``: calls in progress, agents ringing and
+  talking, the member board) with 60 calls in progress over 1 M calls of history (ours:
+  with the issue-17 indexes) vs the same query with those indexes dropped (baseline:
+  what it was), plus the same call on a 1,000-call history to show it does not grow.
+
+The data sets are generated once and reused: SQLite ``/tmp/ew_bench_sla_1m.sqlite`` and the
+PostgreSQL schema ``ew_bench_sla_1m`` (db ``test``); ``EW_BENCH_SLA_DROP=1`` deletes both
+at the end. ``EW_BENCH_SLA_CALLS`` sets the size (default 1,000,000).
+Run: ``python -m benchmarks sla``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+from fastapi.encoders import jsonable_encoder  # noqa: E402
+
+from benchmarks.datagen import MONTH_START, generate_calls  # noqa: E402
+from earwitness.config import load_settings  # noqa: E402
+from earwitness.db import Database  # noqa: E402
+from earwitness.migrations import upgrade  # noqa: E402
+from earwitness.models import AgentAttempt, AgentStateSpan, Call  # noqa: E402
+from earwitness.runtime import Runtime  # noqa: E402
+from earwitness.telephony.persist import SlaDefaults  # noqa: E402
+from earwitness.telephony.queries import CallFilter  # noqa: E402
+from earwitness.telephony.sla import GROUP_BYS  # noqa: E402
+from earwitness.telephony.sla_sql import sla_groups, sla_groups_python  # noqa: E402
+from earwitness.timezones import zone_named  # noqa: E402
+
+PG = os.environ.get("EARWITNESS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+N_CALLS = int(os.environ.get("EW_BENCH_SLA_CALLS", "1000000"))
+SQLITE_PATH = Path(f"/tmp/ew_bench_sla_{N_CALLS // 1000}k.sqlite")
+PG_SCHEMA = f"ew_bench_sla_{N_CALLS // 1000}k"
+REPEAT = 7
+LIVE_REPEAT = 30
+ZONE = "Asia/Shanghai"
+DEFAULTS = SlaDefaults()
+LIVE_INDEXES = {
+    "ix_calls_outcome_entered_at": ("calls", "outcome, entered_at"),
+    "ix_agent_attempts_result": ("agent_attempts", "result"),
+}
+
+
+def pct(times: list[float], q: float) -> float:
+    ordered = sorted(times)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def line(name: str, ours: list[float], base: list[float]) -> str:
+    parts = []
+    for label, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        o, b = pct(ours, q), pct(base, q)
+        parts.append(
+            f"{label} ours {o * 1000:.1f} ms, baseline {b * 1000:.1f} ms, ratio {b / o:.1f}"
+        )
+    return f"{name}: ours {pct(ours, 0.5) * 1000:.1f} ms p50, baseline " + (
+        f"{pct(base, 0.5) * 1000:.1f} ms p50, ratio {pct(base, 0.5) / pct(ours, 0.5):.1f} "
+        f"({'; '.join(parts)}; n={len(ours)}/{len(base)})"
+    )
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
+    times, result = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return times, result
+
+
+def pg_url(schema: str) -> str:
+    return f"{PG}?options=-csearch_path%3D{schema}"
+
+
+def ensure_data(url: str) -> None:
+    """Migrate and fill once: 1 M calls, 5 % with a ring-out, 60 calls in progress."""
+    db = Database(url)
+    try:
+        upgrade(db.engine)
+        with db.engine.connect() as conn:
+            have = conn.scalar(sa.select(sa.func.count()).select_from(Call)) or 0
+        if have >= N_CALLS:
+            return
+        t0 = time.perf_counter()
+        ids = generate_calls(db, N_CALLS, seed=17)
+        with db.engine.begin() as conn:
+            agents = [a for (a,) in conn.execute(sa.text("SELECT id FROM agents ORDER BY id"))]
+            rows = [
+                {
+                    "call_id": cid,
+                    "agent_id": agents[cid % len(agents)],
+                    "rang_at": MONTH_START,
+                    "ended_at": MONTH_START,
+                    "result": "rona",
+                }
+                for cid in ids[::20]
+            ]
+            for i in range(0, len(rows), 20_000):
+                conn.execute(sa.insert(AgentAttempt), rows[i : i + 20_000])
+            _in_progress(conn, agents, datetime.now(UTC))
+        print(f"  generated {N_CALLS} calls in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    finally:
+        db.dispose()
+
+
+def _in_progress(conn: sa.Connection, agents: list[int], now: datetime) -> None:
+    """60 calls in progress (40 waiting, 20 talking), 10 agents ringing, member states."""
+    first = (conn.scalar(sa.select(sa.func.max(Call.id))) or 0) + 1
+    calls = []
+    for k in range(60):
+        entered = now - timedelta(seconds=5 + k)
+        calls.append(
+            {
+                "id": first + k,
+                "linkedid": f"live-{now.timestamp()}-{k}",
+                "source": "ami",
+                "kind": "queue",
+                "caller": f"1390000{k:04d}",
+                "queue_id": 1,
+                "agent_id": agents[k] if k >= 40 else None,
+                "entered_at": entered,
+                "answered_at": entered + timedelta(seconds=3) if k >= 40 else None,
+                "wait_s": 3.0 if k >= 40 else None,
+                "outcome": "in_progress",
+                "time_source": "event",
+            }
+        )
+    conn.execute(sa.insert(Call), calls)
+    conn.execute(
+        sa.insert(AgentAttempt),
+        [
+            {"call_id": first + k, "agent_id": agents[100 + k], "rang_at": now, "result": "ringing"}
+            for k in range(10)
+        ],
+    )
+    conn.execute(
+        sa.insert(AgentStateSpan),
+        [
+            {"agent_id": a, "state": "available", "started_at": now - timedelta(hours=2)}
+            for a in agents
+        ],
+    )
+
+
+def month() -> CallFilter:
+    zone = zone_named(ZONE)
+    start = datetime(2026, 11, 1, tzinfo=zone)
+    return CallFilter(start=start.astimezone(UTC), end=datetime(2026, 12, 1, tzinfo=zone))
+
+
+def encoded(groups: list[Any]) -> list[Any]:
+    """The groups, after the JSON encoding the route does (its cost is part of the work)."""
+    jsonable_encoder([asdict(g) for g in groups])
+    return groups
+
+
+def check_same(new: list[Any], old: list[Any]) -> None:
+    assert [g.key for g in new] == [g.key for g in old], "different groups"
+    for a, b in zip(new, old, strict=True):
+        da, db = asdict(a), asdict(b)
+        for name in ("asa_s", "avg_wait_s"):
+            x, y = da.pop(name), db.pop(name)
+            assert (x is None and y is None) or abs(x - y) <= 1e-9 * max(1.0, abs(y)), name
+        assert da == db, f"group {a.key} differs"
+
+
+def bench_sla(kind: str, url: str) -> list[str]:
+    db = Database(url)
+    zone = zone_named(ZONE)
+    f = month()
+    try:
+        with db.session() as session:
+            runs: list[tuple[str, list[float]]] = []
+            for group_by in GROUP_BYS:
+                ours, new = timed(
+                    lambda g=group_by: encoded(sla_groups(session, f, g, zone, DEFAULTS)), REPEAT
+                )
+                runs.append((group_by, ours))
+                if group_by == "queue":
+                    baseline, old = timed(
+                        lambda: encoded(sla_groups_python(session, f, "queue", zone, DEFAULTS)), 1
+                    )
+                    check_same(new, old)
+                    offered = sum(g.offered for g in new)
+        out = [line(f"sla_{kind}_{g}", t, baseline) for g, t in runs]
+        out.append(f"  sla_{kind}: {offered} offered calls in the month, baseline = group_by=queue")
+        return out
+    finally:
+        db.dispose()
+
+
+def live_times(url: str, repeat: int) -> list[float]:
+    settings = load_settings(
+        data_dir=Path("/tmp/ew_bench_sla_data"), database_url=url, demo="never", timezone=ZONE
+    )
+    from earwitness.api.routes.calls import _live
+
+    runtime = Runtime.open(settings)
+    try:
+        _live(runtime)  # warm
+        times, snapshot = timed(lambda: _live(runtime), repeat)
+        assert snapshot["calls_talking"] >= 20  # waiting ones go stale after a day
+        return times
+    finally:
+        runtime.close()
+
+
+def bench_live(kind: str, url: str, small_url: str) -> list[str]:
+    ours = live_times(url, LIVE_REPEAT)
+    small = live_times(small_url, LIVE_REPEAT)
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for name in LIVE_INDEXES:
+                conn.execute(sa.text(f"DROP INDEX IF EXISTS {name}"))
+        base = live_times(url, max(3, LIVE_REPEAT // 10))
+    finally:
+        with engine.begin() as conn:
+            for name, (table, cols) in LIVE_INDEXES.items():
+                conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({cols})"))
+        engine.dispose()
+    return [
+        line(f"live_{kind}", ours, base),
+        f"  live_{kind}: same call on a 1,000-call history {pct(small, 0.5) * 1000:.1f} ms p50, "
+        f"{pct(small, 0.99) * 1000:.1f} ms p99 (history-size ratio "
+        f"{pct(ours, 0.5) / pct(small, 0.5):.2f})",
+    ]
+
+
+def small_db(url: str) -> None:
+    db = Database(url)
+    try:
+        upgrade(db.engine)
+        ids = generate_calls(db, 1000, seed=3)
+        with db.engine.begin() as conn:
+            agents = [a for (a,) in conn.execute(sa.text("SELECT id FROM agents ORDER BY id"))]
+            _in_progress(conn, agents, datetime.now(UTC))
+        assert len(ids) == 1000
+    finally:
+        db.dispose()
+
+
+def run() -> list[str]:
+    admin = sa.create_engine(PG)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{PG_SCHEMA}"'))
+        conn.execute(sa.text('DROP SCHEMA IF EXISTS "ew_bench_sla_small" CASCADE'))
+        conn.execute(sa.text('CREATE SCHEMA "ew_bench_sla_small"'))
+    small_sqlite = Path("/tmp/ew_bench_sla_small.sqlite")
+    small_sqlite.unlink(missing_ok=True)
+    targets = {
+        "sqlite": (f"sqlite:///{SQLITE_PATH}", f"sqlite:///{small_sqlite}"),
+        "postgres": (pg_url(PG_SCHEMA), pg_url("ew_bench_sla_small")),
+    }
+    lines: list[str] = []
+    try:
+        for kind, (url, small_url) in targets.items():
+            ensure_data(url)
+            small_db(small_url)
+            for part in (bench_sla(kind, url), bench_live(kind, url, small_url)):
+                lines += part
+                print("\n".join(part), file=sys.stderr, flush=True)  # kept if a later part fails
+    finally:
+        for leftover in (small_sqlite, Path(f"{small_sqlite}.migrate.lock")):
+            leftover.unlink(missing_ok=True)
+        with admin.begin() as conn:
+            conn.execute(sa.text('DROP SCHEMA IF EXISTS "ew_bench_sla_small" CASCADE'))
+            if os.environ.get("EW_BENCH_SLA_DROP"):
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE'))
+        if os.environ.get("EW_BENCH_SLA_DROP"):
+            for suffix in ("", "-wal", "-shm", ".migrate.lock"):
+                Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
+        admin.dispose()
+    return lines
+
+
+if __name__ == "__main__":
+    for out in run():
+        print(out)
