@@ -29,6 +29,7 @@ from earwitness.evidence.intake import IntakeRequest, intake
 from earwitness.masking import mask_phone, redact
 from earwitness.models import (
     Agent,
+    ApiKey,
     Call,
     Case,
     CustodyEntry,
@@ -404,3 +405,31 @@ def test_users_and_keys_cli(tmp_path: Path) -> None:
     finally:
         runtime.close()
     assert _cli(tmp_path, "keys", "revoke", "1").returncode == 0
+
+
+def test_key_use_is_stamped_at_most_once_a_minute(rt: Runtime) -> None:
+    """A key's ``last_used_at`` says when it was last used, to the minute, without making
+    every API request a database write."""
+    from earwitness.api.auth import LAST_USED_RESOLUTION
+
+    _, key = user_with_key(rt, "lead")
+
+    def stamp() -> datetime | None:
+        with rt.db.session() as session:
+            return session.scalar(select(ApiKey.last_used_at).where(ApiKey.prefix == key[:8]))
+
+    with TestClient(create_app(runtime=rt), base_url=BASE_URL, headers={"X-API-Key": key}) as c:
+        assert stamp() is None
+        assert c.get("/api/live").status_code == 200
+        first = stamp()
+        assert first is not None
+        assert c.get("/api/live").status_code == 200
+        assert stamp() == first  # within the minute: no write
+        earlier = first - LAST_USED_RESOLUTION - timedelta(seconds=1)
+        with rt.db.session() as session:
+            session.execute(
+                update(ApiKey).where(ApiKey.prefix == key[:8]).values(last_used_at=earlier)
+            )
+        assert c.get("/api/live").status_code == 200
+        later = stamp()
+        assert later is not None and later > first

@@ -106,7 +106,7 @@ class World:
             now = datetime.now(UTC)
             call = Call(linkedid=f"fresh-{next(_serial)}", source="demo", caller=CALLER,
                         entered_at=now - timedelta(seconds=9), answered_at=now, agent=agent,
-                        outcome="answered")  # fmt: skip
+                        outcome="answered", wait_s=9.0, rings=2)  # fmt: skip
             s.add(call)
             s.flush()
             return call.id

@@ -221,7 +221,11 @@ def _tallies(
     )
     rings = (wait_us + period_us - 1) // period_us
     answered = Call.answered_at.is_not(None)
+    # No wait yet (an uploaded recording's call, a call still queued): not offered, as the
+    # reference path counts it; first, so that a NULL wait never reaches the packed key.
+    no_wait = Call.wait_s.is_(None)
     cls = case(
+        (no_wait, _WAITING),
         (answered, _ANSWERED),
         (Call.outcome == "in_progress", _WAITING),
         (Call.outcome == "abandoned", _ABANDONED),
@@ -230,6 +234,7 @@ def _tallies(
     )
     # Rings matter for answered calls (histogram, target) and for abandons (first ring).
     ring_key = case(
+        (no_wait, 0),
         (answered, rings),
         (Call.outcome == "abandoned", case((wait_us <= period_us, 1), else_=2)),  # rings <= 1
         else_=0,
