@@ -13,10 +13,20 @@ the same output for the same input:
   otherwise the chunk is decoded again without hotwords;
 - *deterministic*: one temperature (0.0, beam search), no sampling fallback unless the
   options ask for it; every decoding parameter is recorded with the transcript.
+
+Speed: Whisper's encoder always reads a 30 s window, however short the speech, so the
+encoder passes are most of the cost on CPU. The language of a stream is detected on the
+encoder output of its first chunk and that same output is decoded (:class:`_EncoderReuse`)
+instead of encoding 30 s of speech once more just to name the language: one encoder pass
+less per channel: half the encoder passes of a short stereo call, ~6 % of a 2–3 minute one,
+with the same output (benchmarks/README.md). Batching chunks (faster-whisper's
+``BatchedInferencePipeline``, ``TranscribeOptions.batch_size``) is opt-in: on 2 CPU cores it
+was 1.2× faster on real calls but changed words in 3 of 4 of them (``bench_transcription``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,6 +83,16 @@ class TranscribeOptions:
     # 8 kHz calls the multilingual base had half tiny.en's WER at about the same speed
     # (benchmarks/README.md); set a large English model here for production.
     use_english_model: bool = False
+    #: what the language is detected on: "first_chunk" (the first decode chunk, whose
+    #: encoder output is then decoded, not encoded again) or "speech" (the first 30 s of
+    #: the stream's joined speech, encoded once more just for detection: the old path)
+    language_window: str = "first_chunk"
+    #: > 1: decode a stream's chunks in batches of this size with faster-whisper's
+    #: ``BatchedInferencePipeline`` (one encoder/decoder call per batch). Off by default:
+    #: 1.2× faster on 2 CPU cores, but it changed words in 3 of 4 real calls (CER/WER
+    #: 0.290 vs 0.285, benchmarks/README.md), and a transcript is evidence.
+    #: Never used with a vocabulary (its per-chunk retry needs the unbatched path).
+    batch_size: int = 1
     timing: TimingOptions = field(default_factory=TimingOptions)
 
     def as_params(self) -> dict[str, Any]:
@@ -82,6 +102,8 @@ class TranscribeOptions:
             "vocabulary": list(self.vocabulary),
             "vocabulary_min_probability": self.vocabulary_min_probability,
             "use_english_model": self.use_english_model,
+            "language_window": self.language_window,
+            "batch_size": self.batch_size,
             "decoding": self.decoding(),
             "timing": self.timing.record(),
             "low_word_probability": LOW_WORD_PROBABILITY,
@@ -119,14 +141,65 @@ def load_whisper(spec: ModelSpec, device: str, compute_type: str) -> Any:
             from faster_whisper import WhisperModel
 
             try:
-                _MODELS[key] = WhisperModel(
+                model = WhisperModel(
                     spec.source, device=device, compute_type=compute_type, local_files_only=True
                 )
+                _EncoderReuse.install(model)
+                _MODELS[key] = model
             except (OSError, RuntimeError, ValueError) as exc:
                 raise ServiceUnavailable(
                     f"cannot load Whisper model {spec.label!r}: {exc}"
                 ) from None
         return _MODELS[key]
+
+
+class _EncoderReuse:
+    """Hands a window's encoder output, computed once, to ``WhisperModel.transcribe``.
+
+    faster-whisper detects a language on one encoder pass and then encodes the same
+    window again to decode it; ``transcribe`` takes no encoder output. This wraps the
+    model's ``encode``: while a window is *pinned* (per thread, so worker threads can
+    share one model), encoding exactly those features returns the pinned output. The
+    features are compared in full, so any other window is encoded as before and the
+    decoded text cannot differ from a fresh encoding.
+    """
+
+    def __init__(self, encode: Callable[[np.ndarray], Any]) -> None:
+        self._encode = encode
+        self._local = threading.local()
+
+    @classmethod
+    def install(cls, model: Any) -> None:
+        model.encode = cls(model.encode)
+
+    @staticmethod
+    def of(model: Any) -> _EncoderReuse | None:
+        return model.encode if isinstance(model.encode, _EncoderReuse) else None
+
+    def __call__(self, features: np.ndarray) -> Any:
+        pinned = getattr(self._local, "pinned", None)
+        if pinned is not None and np.array_equal(pinned[0], features):
+            return pinned[1]
+        return self._encode(features)
+
+    def pin(self, features: np.ndarray, output: Any) -> None:
+        self._local.pinned = (features, output)
+
+    def unpin(self) -> None:
+        self._local.pinned = None
+
+
+def first_window(model: Any, audio: np.ndarray) -> np.ndarray:
+    """The Mel features ``WhisperModel.transcribe`` encodes first for ``audio`` (≤ 30 s).
+
+    Same steps as faster-whisper 1.x: features of the whole piece, the last frame
+    dropped (``content_frames``), padded to the 3000-frame window.
+    """
+    from faster_whisper.audio import pad_or_trim
+
+    features = model.feature_extractor(audio)
+    frames = model.feature_extractor.nb_max_frames
+    return np.asarray(pad_or_trim(features[:, : min(frames, features.shape[-1] - 1)]))
 
 
 class SpeechEngine:
@@ -168,12 +241,31 @@ class SpeechEngine:
             return self.options.language, 1.0
         model = self._model(self.multilingual)
         lang, prob, ranked = model.detect_language(speech[: 30 * SAMPLE_RATE])
+        return self._allowed(str(lang), float(prob), ranked)
+
+    def _allowed(
+        self, lang: str, prob: float, ranked: list[tuple[str, float]]
+    ) -> tuple[str, float]:
         allowed = self.options.languages
         if allowed and lang not in allowed:
             best = max((p for p in ranked if p[0] in allowed), key=lambda p: p[1], default=None)
             if best is not None:
                 lang, prob = best
         return str(lang), float(prob)
+
+    def _detect_on_chunk(self, piece: np.ndarray) -> tuple[str, float, Any]:
+        """Language of one chunk from its encoder output, kept to decode it with.
+
+        Returns the features and encoder output as a pair (``None`` when the language
+        is forced or the model cannot reuse an encoding).
+        """
+        model = self._model(self.multilingual)
+        if self.options.language or _EncoderReuse.of(model) is None:
+            return (*self.detect_language(piece), None)
+        features = first_window(model, piece)
+        encoded = model.encode(features)
+        ranked = [(str(t[2:-2]), float(p)) for t, p in model.model.detect_language(encoded)[0]]
+        return (*self._allowed(ranked[0][0], ranked[0][1], ranked), (features, encoded))
 
     def spec_for(self, language: str) -> ModelSpec:
         if language == "en" and self.options.use_english_model:
@@ -189,15 +281,32 @@ class SpeechEngine:
         if not voice:
             return ChannelResult(channel, None, 0.0, "", [], [])
         chunks = plan_chunks(speech_regions(audio, timing, purpose="decode"), timing)
-        speech = np.concatenate([c.audio(audio) for c in chunks])
-        language, probability = self.detect_language(speech)
+        encoded = None
+        if self.options.language_window == "speech":
+            speech = np.concatenate([c.audio(audio) for c in chunks])
+            language, probability = self.detect_language(speech)
+        else:
+            language, probability, encoded = self._detect_on_chunk(chunks[0].audio(audio))
         spec = self.spec_for(language)
-        decoder = _ChunkDecoder(self._model(spec), spec, self.options, language, channel)
+        model = self._model(spec)
+        reuse = _EncoderReuse.of(model) if spec == self.multilingual else None
+        decoder = _ChunkDecoder(model, spec, self.options, language, channel)
         segments: list[SegmentOut] = []
-        for i, chunk in enumerate(chunks):
-            segments += decoder.decode(audio, chunk, voice)
+        batched = self.options.batch_size > 1 and not self.options.vocabulary
+        for i, chunk in enumerate([] if batched else chunks):
+            if i == 0 and encoded is not None and reuse is not None:
+                reuse.pin(*encoded)
+            try:
+                segments += decoder.decode(audio, chunk, voice)
+            finally:
+                if reuse is not None:
+                    reuse.unpin()
             if progress is not None:
                 progress((i + 1) / len(chunks))
+        if batched:
+            segments = decoder.decode_batched(audio, chunks, voice, self.options.batch_size)
+            if progress is not None:
+                progress(1.0)
         # Second chance: a voiced region with no word is decoded again on its own.
         words = [w for s in segments for w in s.words]
         for region in uncovered_regions(voice, words, timing):
@@ -259,6 +368,56 @@ class _ChunkDecoder:
                 self.dropped.append(f"{reason}: {seg.text.strip()[:80]}")
                 continue
             out += split_segment(self._segment(seg, chunk), voice, self.options.timing)
+        return out
+
+    def decode_batched(
+        self, audio: np.ndarray, chunks: list[Chunk], voice: list[SpeechRegion], batch_size: int
+    ) -> list[SegmentOut]:
+        """All chunks through ``BatchedInferencePipeline``, ``batch_size`` per encoder call.
+
+        The chunks are laid back to back and handed over as ``clip_timestamps``, so each
+        batch item is exactly one chunk; segment and word times come back offset by the
+        chunk's place and are moved to chunk time before the usual placement.
+        """
+        from faster_whisper import BatchedInferencePipeline
+
+        pieces = [c.audio(audio) for c in chunks]
+        offsets = np.concatenate([[0], np.cumsum([len(p) for p in pieces])]) / SAMPLE_RATE
+        clips = [
+            {"start": float(a), "end": float(b)}
+            for a, b in zip(offsets[:-1], offsets[1:], strict=True)
+        ]
+        by_seek = {int(o * self.model.frames_per_second): i for i, o in enumerate(offsets[:-1])}
+        decoding = self.options.decoding()
+        for key in ("task", "temperature", "condition_on_previous_text", "vad_filter"):
+            decoding.pop(key)
+        raw, _info = BatchedInferencePipeline(self.model).transcribe(
+            np.concatenate(pieces),
+            language=self.language if self.spec.multilingual else None,
+            temperature=self.options.temperatures[0],
+            clip_timestamps=clips,
+            batch_size=batch_size,
+            without_timestamps=False,
+            **decoding,
+        )
+        out: list[SegmentOut] = []
+        for seg in raw:
+            index = by_seek[seg.seek]
+            shift = float(offsets[index])
+            local = dataclasses.replace(
+                seg,
+                start=seg.start - shift,
+                end=seg.end - shift,
+                words=[
+                    dataclasses.replace(w, start=w.start - shift, end=w.end - shift)
+                    for w in (seg.words or [])
+                ],
+            )
+            reason = _reject_reason(local)
+            if reason:
+                self.dropped.append(f"{reason}: {local.text.strip()[:80]}")
+                continue
+            out += split_segment(self._segment(local, chunks[index]), voice, self.options.timing)
         return out
 
     def _segment(self, seg: Any, chunk: Chunk) -> SegmentOut:
