@@ -13,6 +13,7 @@ Deadline maths here is pure: a case snapshot and "now" in, states out.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -79,34 +80,63 @@ def load_policy(path: Path | None) -> Policy:
         return Policy()
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read case policy {path}: {exc}") from None
     known = {"deadlines", "categories", "root_causes", "satisfaction_target", "follow_up"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"case policy {path}: unknown keys {', '.join(sorted(unknown))}")
     hours = {u: dict(DEFAULT_HOURS) for u in URGENCIES}
-    for urgency, clocks in (raw.get("deadlines") or {}).items():
+    for urgency, clocks in _table(path, "deadlines", raw.get("deadlines")).items():
         if urgency not in URGENCIES or not isinstance(clocks, dict):
             raise ConfigError(f"case policy {path}: [deadlines.{urgency}] is not A, B or C")
         for key, value in clocks.items():
             clock = key.removesuffix("_h")
             if clock not in CLOCKS or not key.endswith("_h"):
                 raise ConfigError(f"case policy {path}: unknown deadline {urgency}.{key}")
-            if not isinstance(value, int | float) or value <= 0:
+            if not _positive(value, _MAX_HOURS):
                 raise ConfigError(f"case policy {path}: {urgency}.{key} must be hours > 0")
             hours[urgency][clock] = float(value)
     target = raw.get("satisfaction_target", 0.85)
-    if not isinstance(target, int | float) or not 0 < target <= 1:
+    if not _positive(target) or not 0 < target <= 1:
         raise ConfigError(f"case policy {path}: satisfaction_target must be in (0, 1]")
     return Policy(
         hours=hours,
-        categories=tuple(raw.get("categories") or DEFAULT_CATEGORIES),
-        root_causes=tuple(raw.get("root_causes") or DEFAULT_ROOT_CAUSES),
+        categories=_names(path, "categories", raw.get("categories")) or DEFAULT_CATEGORIES,
+        root_causes=_names(path, "root_causes", raw.get("root_causes")) or DEFAULT_ROOT_CAUSES,
         satisfaction_target=float(target),
-        follow_up=_follow_up(path, raw.get("follow_up") or {}),
+        follow_up=_follow_up(path, _table(path, "follow_up", raw.get("follow_up"))),
         source=str(path),
     )
+
+
+_MAX_HOURS = 24 * 366 * 10  # a clock or spacing beyond ten years is a typo, not a policy
+
+
+def _positive(value: Any, limit: float = _MAX_HOURS * 3600.0) -> bool:
+    """A real number in (0, limit]: not a bool (TOML true is no duration), not inf/nan."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 < value <= limit
+    )
+
+
+def _table(path: Path, key: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"case policy {path}: {key} must be a [{key}] table")
+    return value
+
+
+def _names(path: Path, key: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"case policy {path}: {key} must be a list of non-empty strings")
+    return tuple(value)
 
 
 def _follow_up(path: Path, raw: dict[str, Any]) -> FollowUpPolicy:
@@ -127,14 +157,14 @@ def _follow_up(path: Path, raw: dict[str, Any]) -> FollowUpPolicy:
     numbers: dict[str, float] = {}
     for key in ("attempts", "retry_spacing_s", "ring_timeout_s", "survey_max_s"):
         value = raw.get(key, getattr(default, key))
-        if not isinstance(value, int | float) or value <= 0:
+        if not _positive(value):
             raise ConfigError(f"case policy {path}: follow_up.{key} must be a number > 0")
         numbers[key] = float(value)
     score = raw.get("satisfied_min_score", default.satisfied_min_score)
-    if score not in (1, 2, 3, 4, 5):
+    if isinstance(score, bool) or score not in (1, 2, 3, 4, 5):
         raise ConfigError(f"case policy {path}: follow_up.satisfied_min_score must be 1-5")
     offset = raw.get("utc_offset_h", default.utc_offset_h)
-    if not isinstance(offset, int | float) or not -14 <= offset <= 14:
+    if isinstance(offset, bool) or not isinstance(offset, int | float) or not -14 <= offset <= 14:
         raise ConfigError(f"case policy {path}: follow_up.utc_offset_h must be in -14..14")
     try:
         start, end = parse_hours(str(raw.get("allowed_hours", "09:00-20:00")))

@@ -49,7 +49,7 @@ def read_header(data: bytes) -> WavHeader | None:
     while pos + 8 <= len(data):
         chunk_id, size = data[pos : pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
         body = pos + 8
-        if chunk_id == b"fmt " and size >= 16:
+        if chunk_id == b"fmt " and size >= 16 and body + 16 <= len(data):  # not truncated
             fmt_offset = body
             fields = struct.unpack_from("<HHIIHH", data, body)
         elif chunk_id == b"data":

@@ -102,7 +102,10 @@ def fold(text: str) -> Folded:
     simplified = to_simplified(text)
     chars: list[tuple[str, int, int]] = []
     for i, ch in enumerate(simplified):
-        for out in unicodedata.normalize("NFKC", ch).casefold():
+        normal = unicodedata.normalize("NFKC", ch)
+        if normal != ch:  # e.g. a compatibility ideograph (U+F9B1) becomes a traditional one
+            normal = to_simplified(normal)  # so folding twice changes nothing (issue 19)
+        for out in normal.casefold():
             chars.append((out, i, i + 1))
     chars = _fold_numerals(chars)
     result: list[str] = []

@@ -40,7 +40,12 @@ from earwitness.telephony.persist import (
     save_agent_state,
     save_tracked,
 )
-from earwitness.telephony.queue_log import LogPosition, parse_queue_log, read_since
+from earwitness.telephony.queue_log import (
+    LogPosition,
+    line_epoch,
+    parse_queue_log,
+    read_since,
+)
 from earwitness.telephony.records import CallOutcome, CallRecord
 from earwitness.telephony.rings import Cadence
 from earwitness.telephony.tracker import CallTracker
@@ -401,6 +406,7 @@ class PbxService:
             return
         self.queue_log_bytes_read += tail.bytes_read
         imported = parse_queue_log(tail.lines)
+        restarted = _last_queuestart(tail.lines)
         with self.db.session() as session:
             cursor = session.get(QueueLogCursor, key) or QueueLogCursor(path=key)
             cursor.inode, cursor.size = tail.position.inode, tail.position.size
@@ -412,15 +418,20 @@ class PbxService:
                 # margin covers queue_log's whole-second times and events lost just before.
                 outcome, ended_at = record.outcome, record.ended_at
                 if outcome is CallOutcome.IN_PROGRESS:
+                    # cut off only if Asterisk started again after it (QUEUESTART): a call
+                    # the new process began just now is not live in a list taken before it
                     if live is None or record.key.split("#")[0] in live:
+                        continue
+                    if restarted is None or record.entered_at.timestamp() >= restarted:
                         continue
                     outcome = CallOutcome.ANSWERED if record.answered_at else CallOutcome.ABANDONED
                     ended_at = record.answered_at or record.entered_at
                 known = session.scalar(
                     select(Call).where(Call.caller_uniqueid == record.key.split("#")[0])
                 )
-                if known is not None:
-                    self._correct_from_log(session, known, record)
+                if known is not None:  # the log's account (a cut call: as converted above)
+                    effective = replace(record, outcome=outcome, ended_at=ended_at)
+                    self._correct_from_log(session, known, effective)
                     continue
                 call = TrackedCall(
                     record.key,
@@ -456,6 +467,16 @@ class PbxService:
         )
         apply_record(session, row, fixed, self.defaults)
         log.info("call %s corrected from queue_log: %s", record.key, record.outcome.value)
+
+
+def _last_queuestart(lines: list[bytes]) -> float | None:
+    """Epoch of the last QUEUESTART line (app_queue writes one when Asterisk starts)."""
+    last = None
+    for line in lines:
+        parts = line.split(b"|", 5)
+        if len(parts) >= 5 and parts[4].strip() == b"QUEUESTART":
+            last = line_epoch(line)
+    return last
 
 
 def _left_queue_in_gap(

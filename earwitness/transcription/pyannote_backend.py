@@ -5,8 +5,8 @@ pipeline from a local directory (its ``config.yaml`` plus the checkpoints it
 names, e.g. a snapshot of ``pyannote/speaker-diarization-community-1`` whose
 ``$model/segmentation``-style entries resolve inside that directory) or, where
 the user has one, a Hugging Face token and pipeline name. Without explicit
-arguments the pipeline and token come from ``EARWITNESS_PYANNOTE_PIPELINE`` and
-``EARWITNESS_PYANNOTE_TOKEN`` (or ``HF_TOKEN``).
+arguments the pipeline and token come from the settings ``pyannote_pipeline`` and
+``pyannote_token`` (``EARWITNESS_PYANNOTE_*`` or the TOML file; the token else ``HF_TOKEN``).
 
 pyannote.audio 4 sends usage telemetry (audio durations, session ids) to
 otel.pyannote.ai by default (``PYANNOTE_METRICS_ENABLED``, read on every call);
@@ -86,8 +86,17 @@ class PyannoteDiarizer:
     _loaded: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.pipeline = self.pipeline or os.environ.get(PIPELINE_ENV, "")
-        self.token = self.token or os.environ.get(TOKEN_ENV) or os.environ.get("HF_TOKEN")
+        if not (self.pipeline and self.token):  # the settings object: env vars or the TOML file
+            from earwitness.config import load_settings
+
+            settings = load_settings()
+            secret = settings.pyannote_token
+            self.pipeline = self.pipeline or settings.pyannote_pipeline or ""
+            self.token = (
+                self.token
+                or (secret.get_secret_value() if secret is not None else None)
+                or os.environ.get("HF_TOKEN")
+            )
 
     def load(self) -> Any:
         """The pipeline, loaded once (ConfigError/ServiceUnavailable when it cannot be)."""

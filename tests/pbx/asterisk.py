@@ -430,6 +430,7 @@ class Asterisk:
         extra_dialplan: str = "",
         start_timeout: float = 30.0,
         overflow_members: tuple[str, ...] = (),
+        tls_cert: tuple[bytes, bytes] | None = None,
     ) -> None:
         self.root = Path(root) if root else default_root()
         if not (self.root / STAMP_NAME).exists():
@@ -442,6 +443,9 @@ class Asterisk:
         self.ami_host = "127.0.0.1"
         self.ami_port = _free_port()
         self.ami_user, self.ami_secret = ami_user, ami_secret
+        # AMI over TLS too (manager.conf tlsenable): (certificate PEM, private key PEM)
+        self.tls_cert = tls_cert
+        self.ami_tls_port = _free_port() if tls_cert else None
         self.agents, self.strategy, self.member_timeout = agents, strategy, member_timeout
         self.retry, self.wrapuptime, self.ring_in_use = retry, wrapuptime, ring_in_use
         self.country, self.extra_dialplan = country, extra_dialplan
@@ -533,6 +537,7 @@ bindaddr = 127.0.0.1
 timestampevents = yes
 displayconnects = no
 webenabled = no
+{self._manager_tls()}
 
 [{self.ami_user}]
 secret = {self.ami_secret}
@@ -568,6 +573,20 @@ writetimeout = 5000
         files["modules.conf"] += "".join(f"noload => {m}\n" for m in sorted(set(extra)))
         for fname, text in files.items():
             (etc / fname).write_text(text)
+
+    def _manager_tls(self) -> str:
+        """manager.conf's TLS listener, with the certificate written into the instance."""
+        if self.tls_cert is None:
+            return ""
+        cert, key = self.tls_cert
+        (self.inst / "etc" / "ami-cert.pem").write_bytes(cert)
+        (self.inst / "etc" / "ami-key.pem").write_bytes(key)
+        (self.inst / "etc" / "ami-key.pem").chmod(0o600)
+        i = self.inst_in_root
+        return (
+            f"tlsenable = yes\ntlsbindaddr = 127.0.0.1:{self.ami_tls_port}\n"
+            f"tlscertfile = {i}/etc/ami-cert.pem\ntlsprivatekey = {i}/etc/ami-key.pem\n"
+        )
 
     def _indications_conf(self) -> str:
         """The packaged indications.conf with the default country replaced (ringback cadence)."""

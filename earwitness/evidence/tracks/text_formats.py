@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
@@ -105,7 +106,15 @@ def parse_csv(data: bytes, layout: CsvLayout, assume_tz: str = "+00:00") -> Trac
     if delimiter is None:
         first = text.split("\n", 1)[0]
         delimiter = max((",", ";", "\t", "|"), key=first.count)
-    rows = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        return _parse_csv_rows(
+            csv.reader(io.StringIO(text), delimiter=delimiter), layout, assume_tz
+        )
+    except csv.Error as exc:  # NUL bytes, a bare CR inside a field: not a CSV we can read
+        raise BadInput(f"CSV file is malformed: {exc}") from None
+
+
+def _parse_csv_rows(rows: Iterator[list[str]], layout: CsvLayout, assume_tz: str) -> TrackData:
     try:
         header = next(rows)
     except StopIteration:

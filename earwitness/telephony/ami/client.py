@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import inspect
 import itertools
 import logging
 import random
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -100,7 +102,17 @@ class AmiClient:
         events: str = "on",
         on_connected: ConnectedHook | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
+        auth: str = "plain",
+        tls: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
     ) -> None:
+        if auth not in ("plain", "md5"):
+            raise ValueError(f"AMI auth must be plain or md5, not {auth!r}")
+        # md5: the secret never crosses the network (Challenge/Key login); tls: nothing does
+        # in clear text (Asterisk's manager.conf tlsenable/tlsbindaddr).
+        self.auth = auth
+        self.tls = tls
+        self.server_hostname = server_hostname
         self.host = host
         self.port = port
         self.username = username
@@ -252,12 +264,18 @@ class AmiClient:
         self._set_state(AmiState.CONNECTING, self.last_error)
         self.counters.connect_attempts += 1
         try:
+            secure: dict[str, Any] = {}
+            if self.tls is not None:
+                secure = {"ssl": self.tls, "server_hostname": self.server_hostname or self.host}
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port),
+                asyncio.open_connection(self.host, self.port, **secure),
                 self.connect_timeout,
             )
         except TimeoutError as exc:
             raise AmiTimeoutError(f"connect to {self.host}:{self.port} timed out") from exc
+        except ssl.SSLError as exc:  # a wrong certificate is not worth retrying quickly
+            self.counters.auth_failures += 1
+            raise AmiAuthError(f"AMI TLS to {self.host}:{self.port} failed: {exc}") from None
         _enable_keepalive(writer)
         conn = _Connection(reader, writer)
         conn.parser.max_frame = self.max_frame
@@ -300,13 +318,21 @@ class AmiClient:
         return self.host, self.port, self.version
 
     async def _login(self, conn: _Connection) -> None:
+        login: dict[str, HeaderValue | None] = {"Username": self.username, "Events": self.events}
         try:
-            await self._request(
-                conn,
-                "Login",
-                {"Username": self.username, "Secret": self._secret, "Events": self.events},
-                is_list=False,
-            )
+            if self.auth == "md5":
+                # Asterisk sends a random challenge; the Key is md5(challenge + secret).
+                (reply,) = await self._request(
+                    conn, "Challenge", {"AuthType": "MD5"}, is_list=False
+                )
+                challenge = reply.get("Challenge") or ""
+                if not challenge:
+                    raise AmiAuthError("AMI Challenge answered without a challenge")
+                digest = hashlib.md5((challenge + self._secret).encode(), usedforsecurity=False)
+                login |= {"AuthType": "MD5", "Key": digest.hexdigest()}
+            else:
+                login["Secret"] = self._secret
+            await self._request(conn, "Login", login, is_list=False)
         except AmiActionError as exc:
             self.counters.auth_failures += 1
             message = exc.response.get("Message") or "login rejected"
