@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 if TYPE_CHECKING:
@@ -96,6 +96,22 @@ class Call(Base, Timestamps):
     recordings: Mapped[list[Recording]] = relationship(
         primaryjoin="Call.id == foreign(Recording.call_id)", viewonly=True
     )
+
+
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+@event.listens_for(Call, "before_insert")
+@event.listens_for(Call, "before_update")
+def _derive_wait(_mapper: Any, _connection: Any, call: Call) -> None:
+    """``wait_s`` is what the call's own times say (``CallRecord.wait_s``: to the answer, else
+    to the hang-up). The SLA is aggregated from this column in SQL, so a row written without
+    it (a hand-made row, an import that set only the times) must carry it all the same."""
+    if call.wait_s is None and call.entered_at is not None:
+        until = call.answered_at or call.ended_at
+        if until is not None:
+            call.wait_s = (_utc(until) - _utc(call.entered_at)).total_seconds()
 
 
 class CallEvent(Base):
