@@ -245,24 +245,28 @@ class LeaderGate:
 
 
 @contextmanager
-def migration_lock(conn: Connection, sqlite_path: str | None) -> Iterator[None]:
-    """Serialise schema upgrades across processes for the duration of ``conn``'s transaction.
+def migration_lock(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that holds the schema-upgrade lock until it has committed.
 
-    PostgreSQL: ``pg_advisory_xact_lock`` (released at commit/rollback). SQLite: an
-    exclusive ``flock`` on ``<db>.migrate.lock``.
+    PostgreSQL: ``pg_advisory_xact_lock`` (released by the commit itself). SQLite: an
+    exclusive ``flock`` on ``<db>.migrate.lock``, taken before the transaction begins and
+    released only after it has committed: released before the commit, a waiting process read
+    the old revision from its WAL snapshot and migrated a second time (seen under load).
     """
-    if conn.dialect.name == "postgresql":
-        schema = conn.execute(text("SELECT current_schema()")).scalar()
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(f"migrate:{schema}")})
-        yield
+    path = engine.url.database
+    if engine.dialect.name == "sqlite" and path and path != ":memory:":
+        fd = os.open(f"{path}.migrate.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with engine.begin() as conn:
+                yield conn
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
         return
-    if not sqlite_path or sqlite_path == ":memory:":
-        yield
-        return
-    fd = os.open(f"{sqlite_path}.migrate.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            schema = conn.execute(text("SELECT current_schema()")).scalar()
+            key = lock_key(f"migrate:{schema}")
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        yield conn

@@ -16,7 +16,7 @@ from earwitness.models.search import include_name
 config = context.config
 engine = config.attributes["engine"]
 
-with engine.begin() as connection, migration_lock(connection, engine.url.database):
+with migration_lock(engine) as connection:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
