@@ -108,6 +108,8 @@ def probe(path: Path, *, name: str | None = None) -> AudioInfo:
     kind = _sniff(path)
     try:
         container = av.open(str(path))
+    except MemoryError:  # FFmpeg's ENOMEM (av.error.MemoryError): no corrupt file
+        raise
     except av.error.FFmpegError:
         if kind:
             raise BadInput(f"{label} looks like {kind} but is corrupt and cannot be read") from None
@@ -130,6 +132,8 @@ def probe(path: Path, *, name: str | None = None) -> AudioInfo:
                     stats.add(out.to_ndarray().reshape(channels, -1))
             for out in resampler.resample(None):
                 stats.add(out.to_ndarray().reshape(channels, -1))
+        except MemoryError:
+            raise
         except (av.error.FFmpegError, ValueError) as exc:
             done = stats.frames / rate
             raise BadInput(
@@ -163,6 +167,8 @@ def decode_channels(path: Path, *, sample_rate: int = 16000) -> np.ndarray:
     """
     try:
         container = av.open(str(path))
+    except MemoryError:
+        raise
     except av.error.FFmpegError as exc:
         raise BadInput(f"cannot decode {path.name}: {exc}") from None
     with container:
@@ -183,7 +189,14 @@ def decode_channels(path: Path, *, sample_rate: int = 16000) -> np.ndarray:
 
 def _probe_child(conn: Any, path: str, name: str | None, memory_mb: int) -> None:
     """Runs in a forked child: cap the address space, decode, send the verdict back."""
+    import errno
     import resource
+
+    # PyAV loads its stream modules on first use; under the cap that load itself fails
+    # (ENOMEM mapping the .so), which would read as a decoder fault, so load them first.
+    import av.audio.stream  # noqa: F401
+    import av.subtitles.stream  # noqa: F401
+    import av.video.stream  # noqa: F401
 
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -194,6 +207,11 @@ def _probe_child(conn: Any, path: str, name: str | None, memory_mb: int) -> None
         conn.send(("bad", exc.detail))
     except MemoryError:
         conn.send(("memory", ""))
+    except OSError as exc:  # the cap also surfaces as ENOMEM (e.g. a lazy import failing)
+        if exc.errno != errno.ENOMEM:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        else:
+            conn.send(("memory", ""))
     except Exception as exc:  # a decoder bug: reported, never raised in the parent
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
