@@ -276,9 +276,13 @@ def _nearest(lines: Sequence[Line], role: str, at: float) -> Line | None:
 def evaluate_check(check: Check, metrics: dict[str, Any], call: _Call) -> Finding:
     """A metric bound, citing the lines where the metric's events happened."""
     value = metrics.get(check.metric)
-    base = Finding(check.id, check.title, "check", "passed", check.weight, "", value=value)
+
+    def base(status: str, reason: str, cites: tuple[Cite, ...] = ()) -> Finding:
+        # built directly: dataclasses.replace was ~4 % of the audit (every check, every call)
+        return Finding(check.id, check.title, "check", status, check.weight, reason, cites, value)
+
     if value is None:
-        return replace(base, status="not_applicable", reason=f"{check.metric} not measurable")
+        return base("not_applicable", f"{check.metric} not measurable")
     bound = []
     if check.max is not None:
         bound.append(f"≤ {check.max:g}")
@@ -299,11 +303,8 @@ def evaluate_check(check: Check, metrics: dict[str, Any], call: _Call) -> Findin
         reason = (
             f"customer agitation rose from {start_level:g} to {value:g} cues per line (not calmed)"
         )
-        return replace(
-            base,
-            status="failed",
-            reason=reason,
-            cites=(_cite(last, "agitation at the end"),) if last is not None else (),
+        return base(
+            "failed", reason, (_cite(last, "agitation at the end"),) if last is not None else ()
         )
     if check.metric.startswith("agent_interruption"):
         for cut in metrics["interruptions"]:
@@ -324,7 +325,7 @@ def evaluate_check(check: Check, metrics: dict[str, Any], call: _Call) -> Findin
                             and abs(x.start_s - q["start_s"]) < 1e-6)  # fmt: skip
                 cites.append(_cite(line, f"answered after {q['wait_s']:.1f} s"))
     reason = f"{check.metric} = {value:g} (must be {' and '.join(bound)})"
-    return replace(base, status="passed" if ok else "failed", reason=reason, cites=tuple(cites))
+    return base("passed" if ok else "failed", reason, tuple(cites))
 
 
 def audit(

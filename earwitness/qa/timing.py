@@ -33,7 +33,7 @@ speaking rate
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 Interval = tuple[float, float]
@@ -47,7 +47,8 @@ class TimingParams:
     non_talk_min_ms: int = 3000
 
     def record(self) -> dict[str, Any]:
-        return asdict(self)
+        # flat fields: dataclasses.asdict (recursive deep copy) was ~4 % of every audit
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)
