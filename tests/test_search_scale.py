@@ -5,8 +5,9 @@ class — plates, order numbers, one- and two-character Chinese, very common wor
 fuzzy, boolean — through the new path (unscored count and id window first, FTS5 merging
 AND/OR/NOT itself, scoring only the ids that can match) and through the reference path
 (``count_cap=None``: score and count every match, as before issue 17). Below the cap they
-must agree field by field; above it, the total is the cap (shown "N+") and the page is the
-reference ranking restricted to the newest ``cap`` matches, which is the deliberate change.
+must agree field by field; above it, the total is the cap (shown "N+") and the page ranks
+only the newest ``rank_window`` matches by a score computed from their text (the deliberate
+change, recomputed here in Python from the reference path's matches).
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ import sqlalchemy as sa
 from benchmarks.datagen import generate_segments, index_segments
 from earwitness.models import Call, Segment
 from earwitness.runtime import Runtime
-from earwitness.search import SearchFilter, SearchOptions, SearchResult, search
+from earwitness.search import SearchFilter, SearchHit, SearchOptions, SearchResult, search
 from earwitness.search import service as search_service
+from earwitness.search.backends import backend_for
+from earwitness.search.normalize import fold
+from earwitness.search.query import parse_query, positive_terms
+from earwitness.search.service import window_score
 from tests.accounts_helpers import api_client
 
 SEGMENTS = 3_000
@@ -88,35 +93,89 @@ def test_below_the_cap_the_fast_path_answers_exactly_as_before(generated: Runtim
     assert hits.total == len(hits.hits)
 
 
-@pytest.mark.parametrize(
-    ("q", "filters"),
-    [
-        ("您", SearchFilter()),
-        ("the", SearchFilter()),
-        ("(京 OR 迟到) -您", SearchFilter()),
-        ("您", SearchFilter(role="agent")),
-        ("您 OR 迟到", SearchFilter(outcome="answered", queue="complaints")),
-    ],
-)
-def test_above_the_cap_the_page_ranks_the_newest_matches(
-    generated: Runtime, q: str, filters: SearchFilter
-) -> None:
-    cap = 40
+ABOVE_THE_CAP = [
+    ("您", SearchFilter()),
+    ("the", SearchFilter()),
+    ('"call you back"', SearchFilter()),
+    ("(京 OR 迟到) -您", SearchFilter()),
+    ("您 OR call", SearchFilter()),
+    ('司机迟到 OR "call you back"', SearchFilter()),
+    ("您", SearchFilter(role="agent")),
+    ("您 OR 迟到", SearchFilter(outcome="answered", queue="complaints")),
+]
+
+
+def test_above_the_cap_the_page_ranks_the_newest_window(generated: Runtime) -> None:
+    """Above the cap: total = cap, not exact; the page ranks the newest ``rank_window``
+    matches (by segment id) of the reference's match set, by ``window_score`` recomputed
+    here from each hit's text, ties by call time (newest first) then id. (One corpus for
+    every query: generating it is most of the time.)"""
+    for q, filters in ABOVE_THE_CAP:
+        _check_newest_window(generated, q, filters)
+
+
+def _check_newest_window(generated: Runtime, q: str, filters: SearchFilter) -> None:
+    cap, window = 40, 12
     reference = run(generated, q, filters, count_cap=None, limit=10_000)
-    assert reference.total > cap * 2
-    newest = sorted((h.segment_id for h in reference.hits), reverse=True)[:cap]
-    window = [h for h in reference.hits if h.segment_id >= newest[-1]]
-    for sort in ("relevance", "newest"):
-        ordered = run(generated, q, filters, count_cap=None, limit=10_000, sort=sort).hits
-        expected = [h for h in ordered if h.segment_id >= newest[-1]]
-        got = run(generated, q, filters, count_cap=cap, limit=15, offset=5, sort=sort)
-        assert (got.total, got.total_exact) == (cap, False)
-        assert [asdict(h) for h in got.hits] == [asdict(h) for h in expected[5:20]], sort
-    assert len(window) == cap
-    grouped = run(generated, q, filters, count_cap=cap, group_by_call=True, limit=100)
+    assert reference.total > cap * 2, q
+    newest = sorted(reference.hits, key=lambda h: h.segment_id, reverse=True)[:window]
+    terms = positive_terms(parse_query(q))
+
+    def score(hit: SearchHit) -> float:
+        return window_score(fold(hit.text).text, terms, {})
+
+    by_relevance = sorted(newest, key=lambda h: (-score(h), -h.at.timestamp(), h.segment_id))
+    by_time = sorted(newest, key=lambda h: (-h.at.timestamp(), -score(h), h.segment_id))
+    for sort, expected in (("relevance", by_relevance), ("newest", by_time)):
+        got = run(
+            generated, q, filters, count_cap=cap, rank_window=window, limit=5, offset=3,
+            sort=sort,
+        )  # fmt: skip
+        assert (got.total, got.total_exact) == (cap, False), q
+        assert [h.segment_id for h in got.hits] == [h.segment_id for h in expected[3:8]], (q, sort)
+        for hit, ref in zip(got.hits, expected[3:8], strict=True):
+            assert hit.score == round(score(ref), 6), q
+            assert asdict(hit) == asdict(ref) | {"score": hit.score}
+    # a page beyond the window widens it: the newest offset + limit matches are ranked
+    deep = run(generated, q, filters, count_cap=cap, rank_window=window, limit=10, offset=20)
+    reach = sorted(reference.hits, key=lambda h: h.segment_id, reverse=True)[:30]
+    ranked = sorted(reach, key=lambda h: (-score(h), -h.at.timestamp(), h.segment_id))
+    assert [h.segment_id for h in deep.hits] == [h.segment_id for h in ranked[20:30]], q
+    grouped = run(
+        generated, q, filters, count_cap=cap, rank_window=window, group_by_call=True, limit=3
+    )
     assert not grouped.total_exact
-    assert {h.segment_id for g in grouped.groups or [] for h in g.hits} <= set(newest)
-    assert grouped.grouped_total == len({h.call_id for h in window})
+    assert {h.segment_id for g in grouped.groups or [] for h in g.hits} <= {
+        h.segment_id for h in newest
+    }
+    assert grouped.grouped_total == len({h.call_id for h in newest}), q
+
+
+def test_newest_matches_are_found_without_reading_them_all(generated: Runtime) -> None:
+    """``backend.newest`` (FTS5 backwards; PostgreSQL progressive id windows) gives the count,
+    smallest and largest of the newest n matches, as sorting every match would."""
+    for q in ["您", "京", "{plate}", '"call you back"', "您 zq", "投诉 -退款", "司机迟到"]:
+        _check_newest(generated, q.format(**_known(generated)))
+
+
+def _check_newest(generated: Runtime, q: str) -> None:
+    every = sorted(
+        (h.segment_id for h in run(generated, q, count_cap=None, limit=10_000).hits),
+        reverse=True,
+    )
+    with generated.db.session() as session:
+        backend = backend_for(session)
+        tree = backend.tree_ids(parse_query(q))
+        assert tree is not None
+        found = sa.select(tree.subquery("ids").c.sid).subquery("matching")
+        for n in (1, 7, 41, 500, len(every), len(every) + 1, 5_000):
+            top = every[:n]
+            expected = (len(top), top[-1], top[0]) if top else (0, 0, 0)
+            count, low, high, kept = backend.newest(session, found, n, min(n, 25))
+            assert (count, low, high) == expected, (q, n)
+            if not isinstance(kept, list):
+                kept = list(session.scalars(kept))
+            assert sorted(kept, reverse=True) == top[:25], (q, n)
 
 
 def test_capped_totals_reach_the_api_and_the_page(
@@ -143,3 +202,4 @@ def test_generated_calls_are_a_month_in_time_order(generated: Runtime) -> None:
     assert (times[-1] - times[0]).days >= 20
     again = replace(SearchOptions(), count_cap=None)
     assert again.count_cap is None and SearchOptions().count_cap == search_service.COUNT_CAP
+    assert SearchOptions().rank_window == search_service.RANK_WINDOW
