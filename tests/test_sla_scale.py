@@ -87,8 +87,13 @@ def fixed_calls(n: int = 360, seed: int = 17) -> list[CallRecord]:
 
 @pytest.fixture
 def stored(runtime: Runtime) -> Runtime:
+    return store_fixed_calls(runtime)
+
+
+def store_fixed_calls(runtime: Runtime, n: int = 360) -> Runtime:
+    """``fixed_calls`` saved, then targets, names and kinds changed behind them."""
     with runtime.db.session() as session:
-        save_imported(session, fixed_calls(), DEFAULTS)
+        save_imported(session, fixed_calls(n), DEFAULTS)
         # Targets and cadences changed after the calls were saved: the stored rings are stale.
         targets = {
             "complaints": {"sla_rings": 3, "sla_seconds": None, "cadence": "us"},

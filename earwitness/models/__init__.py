@@ -10,6 +10,12 @@ from earwitness.models.qa import QaOverride, QaResult
 from earwitness.models.queue_log import QueueLogCursor
 from earwitness.models.recordings import Recording
 from earwitness.models.search import SearchSegment
+from earwitness.models.sla_rollups import (
+    SlaAgentInterval,
+    SlaDirtyInterval,
+    SlaInterval,
+    SlaRollupProfile,
+)
 from earwitness.models.telephony import (
     Agent,
     AgentAttempt,
@@ -52,6 +58,10 @@ __all__ = [
     "Recording",
     "SearchSegment",
     "Segment",
+    "SlaAgentInterval",
+    "SlaDirtyInterval",
+    "SlaInterval",
+    "SlaRollupProfile",
     "Track",
     "TrackPoint",
     "Transcript",

@@ -25,7 +25,8 @@ of a float (summation order); every count, histogram, maximum and percentage is 
 
 from __future__ import annotations
 
-from collections import defaultdict
+from bisect import bisect_left
+from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,7 +45,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from earwitness.models import Agent, AgentAttempt, Call, Queue
+from earwitness.models import (
+    Agent,
+    AgentAttempt,
+    Call,
+    Queue,
+    SlaAgentInterval,
+    SlaDirtyInterval,
+    SlaInterval,
+    SlaRollupProfile,
+)
+from earwitness.telephony import sla_rollups as rollups
 from earwitness.telephony.persist import SlaDefaults, target_for
 from earwitness.telephony.queries import CallFilter, call_records, filtered_calls, target_of
 from earwitness.telephony.records import MAX_WAIT_S
@@ -94,7 +105,26 @@ def sla_groups(
     defaults: SlaDefaults,
     queue: str | None = None,
 ) -> list[SlaFigures]:
-    """Same arguments and answer as :func:`sla_groups_python`, aggregated in SQL."""
+    """Same arguments and answer as :func:`sla_groups_python`: from the quarter-hour
+    roll-ups (``sla_rollups``) where they can answer, else aggregated over the calls in SQL
+    (:func:`sla_groups_sql`)."""
+    if f is None or (group_by in ("hour", "day") and not _quarter_aligned(zone, f)):
+        return sla_groups_python(session, f, group_by, zone, defaults, queue)
+    rolled = _from_rollups(session, f, group_by, zone, defaults, queue)
+    if rolled is not None:
+        return rolled
+    return sla_groups_sql(session, f, group_by, zone, defaults, queue)
+
+
+def sla_groups_sql(
+    session: Session,
+    f: CallFilter | None,
+    group_by: GroupBy,
+    zone: ZoneInfo,
+    defaults: SlaDefaults,
+    queue: str | None = None,
+) -> list[SlaFigures]:
+    """Same answer as :func:`sla_groups_python`, aggregated over every call in SQL."""
     if f is None or (group_by in ("hour", "day") and not _quarter_aligned(zone, f)):
         return sla_groups_python(session, f, group_by, zone, defaults, queue)
     if group_by == "queue":
@@ -171,6 +201,18 @@ def _fixed_offset(zone: ZoneInfo, f: CallFilter) -> int | None:
         at += timedelta(hours=1)
     only = offsets.pop() if len(offsets) == 1 else None
     return int(only) if only is not None and only == int(only) else None
+
+
+def _offsets(zone: ZoneInfo, start: datetime, end: datetime) -> set[int]:
+    """Every UTC offset (whole seconds; 1 for a fractional one) of ``zone`` in the period."""
+    found = set()
+    at = start
+    while at < end + timedelta(hours=1):
+        offset = at.astimezone(zone).utcoffset()
+        seconds = offset.total_seconds() if offset is not None else 0.5
+        found.add(int(seconds) if seconds == int(seconds) else 1)
+        at += timedelta(hours=1)
+    return found
 
 
 def _hour_key(at: datetime, zone: ZoneInfo) -> str:
@@ -375,3 +417,295 @@ def _add_rona(
         query = base.with_only_columns(key_col, func.count()).group_by(key_col)
     for value, n in session.execute(query):
         tallies[key_name(value)].rona += int(n)
+
+
+# --- From the quarter-hour roll-ups -------------------------------------------------------
+
+#: Marked (changed) quarters a read computes from the calls itself; above this it first
+#: tries to refresh the roll-ups, and answers from the calls when it cannot.
+_MAX_MARKED = 96
+#: A read refreshes first when more quarters than this are marked in all (live traffic
+#: keeps the current quarter or two marked: cheaper to read them from the calls).
+_REFRESH_AT = 8
+_Q_US = rollups.QUARTER_S * _US
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _from_rollups(
+    session: Session,
+    f: CallFilter,
+    group_by: GroupBy,
+    zone: ZoneInfo,
+    defaults: SlaDefaults,
+    queue: str | None,
+) -> list[SlaFigures] | None:
+    """The figures from the roll-ups plus the calls of marked quarters and of the period's
+    partial quarters at either end; None when the roll-ups cannot answer this request."""
+    if group_by == "agent" or f.agent or f.outcome or f.caller or f.min_rings is not None:
+        return None
+    b0 = None if f.start is None else -(-((f.start - _EPOCH) // _MICRO) // _Q_US)
+    b1 = None if f.end is None else ((f.end - _EPOCH) // _MICRO) // _Q_US
+    if b0 is not None and b1 is not None and b0 >= b1:
+        return None  # under a quarter-hour of whole quarters: the calls are few
+    queues = session.scalars(select(Queue)).all()
+    allowed: set[int] | None = None
+    if f.queue:
+        allowed = {q.id for q in queues if q.name == f.queue}
+    if f.queues:
+        allowed = (allowed if allowed is not None else {q.id for q in queues}) & {
+            q.id for q in queues if q.name in f.queues
+        }
+    # The target of each queue id (0: no queue); one for all unless grouped by queue.
+    if group_by == "queue":
+        targets = {q.id: target_for(q, defaults) for q in queues}
+        targets[0] = target_for(None, defaults)
+        common: SlaTarget | None = None
+    else:
+        common = target_of(session, queue, defaults)
+        targets = {q.id: common for q in queues} | {0: common}
+    visible = [q for q in targets if allowed is None or q in allowed]
+    by_profile: dict[rollups.Profile, list[int]] = defaultdict(list)
+    for q in visible:
+        by_profile[rollups.Profile.of(targets[q])].append(q)
+
+    kept, marked = _rollup_state(session)
+    if not set(by_profile) <= kept or len(marked) > _REFRESH_AT:
+        rollups.try_refresh(
+            session.get_bind(), set(by_profile) - kept, fold=len(marked) > _REFRESH_AT
+        )
+        kept, marked = _rollup_state(session)
+    if not set(by_profile) <= kept:
+        return None
+    if b0 is None or b1 is None:  # open period: from the first call's quarter to the last's
+        first, last = session.execute(
+            select(func.min(Call.entered_at), func.max(Call.entered_at))
+        ).one()
+        if first is None:
+            return None  # no calls at all
+        b0 = rollups.bucket_of(first) if b0 is None else b0
+        b1 = rollups.bucket_of(last) + 1 if b1 is None else b1
+        if b0 >= b1:
+            return None
+    marked = [b for b in marked if b0 <= b < b1]
+    if len(marked) > _MAX_MARKED:
+        return None
+
+    # Calls read directly: the marked quarters and the partial quarters at the ends.
+    raw = [(rollups.bucket_start(a), rollups.bucket_start(b)) for a, b in rollups.runs(marked)]
+    if f.start is not None and rollups.bucket_start(b0) != f.start:
+        raw.append((f.start, rollups.bucket_start(b0)))
+    if f.end is not None and rollups.bucket_start(b1) != f.end:
+        raw.append((rollups.bucket_start(b1), f.end))
+
+    dialect = session.get_bind().dialect.name
+    size, shift, time_name = _time_buckets(zone, f, group_by)
+    names = {q.id: q.name for q in queues}
+    labels = {a.id: a.name or a.interface for a in session.scalars(select(Agent))}
+    # An hour (day) row serves hour/day groups when it is no longer than a group and every
+    # local hour (day) boundary of the period is a UTC hour (day) boundary: all offsets are
+    # whole hours (days). Under DST (size 900) the key is the quarter where the row starts,
+    # mapped to local time.
+    offsets = (
+        _offsets(zone, rollups.bucket_start(b0), rollups.bucket_start(b1))
+        if group_by in ("hour", "day")
+        else set()
+    )
+    group_s = 3600 if group_by == "hour" else 86_400
+    grains = [
+        g
+        for g, seconds in rollups.GRAIN_S.items()
+        if group_by in ("total", "queue")
+        or (group_s % seconds == 0 and all(o % seconds == 0 for o in offsets))
+    ]
+    pieces = _cover(b0, b1, marked, grains)
+    every_queue = group_by != "queue" and allowed is None
+
+    known: dict[int, str] = {}
+
+    def name_of(value: int) -> str:
+        """The group's key, memoised: an hour's name is formatted once, not per row."""
+        if value not in known:
+            if group_by == "total":
+                known[value] = TOTAL_KEY
+            elif group_by == "queue":
+                known[value] = names.get(value, NO_QUEUE) if value else NO_QUEUE
+            else:
+                known[value] = time_name(value)
+        return known[value]
+
+    def key_over(
+        bucket: ColumnElement[Any], queue_id: ColumnElement[Any], grain: int
+    ) -> ColumnElement[Any]:
+        if group_by == "total":
+            return literal(0, BigInteger)
+        if group_by == "queue":
+            return queue_id
+        seconds = rollups.GRAIN_S[grain]
+        return bucket if seconds == size and not shift else (bucket * seconds + shift) // size
+
+    rows: list[Any] = []
+    by_agent: list[Any] = []
+    iv, ag = SlaInterval.__table__.c, SlaAgentInterval.__table__.c
+    # SQLite: one bucket range per statement, a primary-key range scan each (an OR of
+    # ranges can make it scan every row of the grain). PostgreSQL: one statement per grain
+    # (a bitmap OR of index ranges); per range, marked quarters cost ~5 ms each.
+    chunks = (
+        [(g, spans) for g, spans in pieces.items()]
+        if dialect == "postgresql"
+        else [(g, [span]) for g, spans in pieces.items() for span in spans]
+    )
+    for grain, span in chunks:
+        for profile, ids in by_profile.items():
+            cond = [
+                iv.period_ms == profile.period_ms,
+                iv.seconds_us == profile.seconds_us,
+                iv.grain == grain,
+                rollups.grain_ranges(iv.bucket, span),
+                iv.queue_id == rollups.ALL_QUEUES if every_queue else iv.queue_id.in_(ids),
+            ]
+            key = key_over(iv.bucket, iv.queue_id, grain).label("g")
+            rows += session.execute(
+                select(
+                    key,
+                    iv.cls,
+                    iv.rings,
+                    func.sum(iv.n),
+                    func.sum(iv.wait_sum),
+                    func.max(iv.wait_max),
+                    func.sum(iv.within),
+                )
+                .where(*cond)
+                .group_by(literal_column("g"), iv.cls, iv.rings)
+            ).all()
+        agent_key = key_over(ag.bucket, ag.queue_id, grain).label("g")
+        by_agent += session.execute(
+            select(agent_key, ag.agent_id, func.sum(ag.n))
+            .where(
+                ag.grain == grain,
+                rollups.grain_ranges(ag.bucket, span),
+                ag.queue_id == rollups.ALL_QUEUES if every_queue else ag.queue_id.in_(visible),
+            )
+            .group_by(literal_column("g"), ag.agent_id)
+        ).all()
+    if raw:
+        call_queue = func.coalesce(Call.queue_id, 0)
+        call_key = key_over(rollups.call_time_key(dialect), call_queue, rollups.QUARTER)
+        if group_by in ("hour", "day"):
+            call_key = rollups.call_time_key(dialect, size, shift)
+        where = [rollups.in_ranges(raw)]
+        if allowed is not None:
+            where.append(Call.queue_id.in_(visible))
+        per_queue: dict[Any, SlaTarget] = {None: targets[0], **targets}
+        period_us = _per_key(call_queue, per_queue, lambda t: t.cadence.period_ms * 1000)
+        seconds_us = _per_key(
+            call_queue,
+            per_queue,
+            lambda t: round(t.seconds * _US) if t.seconds is not None else _NO_LIMIT,
+        )
+        rows += session.execute(
+            rollups.call_intervals([call_key], period_us, seconds_us, where)
+        ).all()
+        rows += [
+            (g, rollups.RONA, 0, n, None, None, 0)
+            for g, n in session.execute(rollups.call_ronas([call_key], where))
+        ]
+        by_agent += session.execute(rollups.call_answered_by([call_key], where)).all()
+
+    tallies: defaultdict[str, Tally] = defaultdict(Tally)
+    group_target: dict[str, SlaTarget] = {}
+    for g, c, r, n, total_wait, longest, within in rows:
+        name = name_of(int(g))
+        tally = tallies[name]
+        target = common if common is not None else targets[int(g)]
+        group_target[name] = target
+        n = int(n)
+        if c == rollups.RONA:
+            tally.rona += n
+        elif c == rollups.WAITING:
+            tally.waiting += n
+        else:
+            tally.add_waits(c == rollups.ANSWERED, n, float(total_wait), float(longest))
+            if c == rollups.ANSWERED:
+                tally.rings[int(r)] += n
+                if target.rings is None or r <= target.rings:
+                    tally.within_target += int(within)
+            elif c == rollups.ABANDONED:
+                tally.abandoned += n
+                tally.abandoned_first_ring += n if r <= 1 else 0
+            elif c == rollups.TIMEOUT:
+                tally.timeouts += n
+            else:
+                tally.other_unanswered += n
+    # Rows come grouped by g; hour reports have ~200 agents per hour, so look the group
+    # up once per run of rows (Python per row is what a month of hours costs here).
+    current, counts = None, Counter[str]()
+    for g, agent_id, n in by_agent:
+        if g != current:
+            current, counts = g, tallies[name_of(int(g))].by_agent
+        counts[labels[agent_id]] += int(n)
+
+    zone_name = str(zone)
+    if group_by == "queue":
+        by_name = {names[q]: targets[q] for q in names} | {NO_QUEUE: targets[0]}
+        named = sorted(k for k in tallies if k != NO_QUEUE)
+        out = [tallies[k].figures("queue", k, by_name[k], zone_name) for k in named]
+        if NO_QUEUE in tallies:  # the reference lists calls without a queue last
+            out.append(tallies[NO_QUEUE].figures("queue", NO_QUEUE, targets[0], zone_name))
+        return out
+    assert common is not None
+    if group_by == "total":
+        tallies.setdefault(TOTAL_KEY, Tally())
+    return [tallies[k].figures(group_by, k, common, zone_name) for k in sorted(tallies)]
+
+
+_MICRO = timedelta(microseconds=1)
+
+
+def _cover(
+    b0: int, b1: int, marked: list[int], grains: list[int]
+) -> dict[int, list[tuple[int, int]]]:
+    """The quarters ``[b0, b1)`` less the marked ones, as the fewest roll-up rows: whole
+    UTC days, then whole hours, then single quarters (each grain only if in ``grains``);
+    spans per grain, in that grain's units."""
+    chosen: dict[int, list[int]] = {g: [] for g in grains}
+    q = b0
+    while q < b1:
+        for grain, width in ((rollups.DAY, 96), (rollups.HOUR, 4)):
+            if (
+                grain in chosen
+                and q % width == 0
+                and q + width <= b1
+                and bisect_left(marked, q) == bisect_left(marked, q + width)
+            ):
+                chosen[grain].append(q // width)
+                q += width
+                break
+        else:
+            if bisect_left(marked, q) == bisect_left(marked, q + 1):
+                chosen[rollups.QUARTER].append(q)
+            q += 1
+    return {g: rollups.runs(b) for g, b in chosen.items() if b}
+
+
+def _rollup_state(session: Session) -> tuple[set[rollups.Profile], list[int]]:
+    """The profiles kept and the marked quarters, as this session sees them now."""
+    kept = {
+        rollups.Profile(p, s)
+        for p, s in session.execute(select(SlaRollupProfile.period_ms, SlaRollupProfile.seconds_us))
+    }
+    return kept, sorted(session.scalars(select(SlaDirtyInterval.bucket)))
+
+
+def _time_buckets(
+    zone: ZoneInfo, f: CallFilter, group_by: GroupBy
+) -> tuple[int, int, Callable[[int], str]]:
+    """For hour/day: the SQL bucket size and shift (seconds) and how a bucket becomes its
+    local key: the local hour/day itself when the zone has one offset over the period,
+    else UTC quarter-hours mapped here (DST). Other groupings: quarter-hours, unused."""
+    if group_by not in ("hour", "day"):
+        return rollups.QUARTER_S, 0, str
+    offset = _fixed_offset(zone, f)
+    size = (3600 if group_by == "hour" else 86_400) if offset is not None else _QUARTER_S
+    shift = offset or 0
+    fmt = _hour_key if group_by == "hour" else _day_key
+    return size, shift, lambda b: fmt(datetime.fromtimestamp(b * size - shift, UTC), zone)
