@@ -108,9 +108,24 @@ class Runtime:
         return JobEnv(self.settings, self.db, self.blobs, self.submit)
 
     def start_services(self) -> None:
+        self._prepare_sla_rollups()
         for name, service in self.services.items():
             log.info("starting %s", name)
             service.start()
+
+    def _prepare_sla_rollups(self) -> None:
+        """Reports read roll-ups; build them before serving (see ``prepare_rollups``). A
+        failure only costs speed, so it is logged and start-up goes on."""
+        from earwitness.telephony.persist import SlaDefaults
+        from earwitness.telephony.sla_sql import prepare_rollups
+
+        defaults = SlaDefaults(self.settings.sla_rings, self.settings.sla_cadence)
+        try:
+            with self.db.session() as session:
+                if not prepare_rollups(session, defaults):
+                    log.warning("SLA roll-ups not built at start (database busy): built on use")
+        except Exception:
+            log.exception("could not build the SLA roll-ups; reports build them on use")
 
     def submit(
         self, kind: str, payload: dict[str, Any], *, idempotency_key: str | None = None

@@ -267,3 +267,27 @@ def test_deleting_everything_leaves_nothing(small: Runtime) -> None:
             same(got, want)
         refresh(small)
         assert session.scalar(select(func.count()).select_from(SlaInterval)) == 0
+
+
+def test_services_start_builds_the_rollups_reports_will_read(rolled: Runtime) -> None:
+    """After a bulk load (every quarter marked, no profile kept) starting the services
+    folds the marks and builds each queue's profile, so the first report rebuilds nothing."""
+    with rolled.db.session() as session:
+        assert marks(session) > sla_sql._REFRESH_AT
+        kept, _ = sla_sql._rollup_state(session)
+    rolled.start_services()
+    with rolled.db.session() as session:
+        kept_after, marked = sla_sql._rollup_state(session)
+        assert marked == []
+        queues = session.scalars(select(Queue)).all()
+        wanted = {sla_rollups.Profile.of(sla_sql.target_for(q, DEFAULTS)) for q in queues} | {
+            sla_rollups.Profile.of(sla_sql.target_for(None, DEFAULTS))
+        }
+        assert wanted <= kept_after
+        assert not wanted <= kept
+    check_session_once(rolled)
+
+
+def check_session_once(runtime: Runtime) -> None:
+    with runtime.db.session() as session:
+        check(session, FILTERS[:2], ["Asia/Shanghai"])
