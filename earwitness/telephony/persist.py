@@ -8,16 +8,21 @@ the raw seconds.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue as _queue
 import threading as _threading
-from collections.abc import Callable, Iterable
+import time as _time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, selectinload
 
+from earwitness.db import Database
 from earwitness.models import (
     Agent,
     AgentAttempt,
@@ -44,12 +49,33 @@ class SlaDefaults:
     cadence: str = "cn"
 
 
+#: ``session.info`` key of the per-transaction row cache the tracker's batches turn on: a
+#: batch saves the same agents and queues over and over (a ringall queue call names every
+#: member on each save), and each look-up was several queries (issue 17).
+ROW_CACHE = "earwitness.rows"
+
+
+def _cached(session: Session, key: tuple[str, ...]) -> Any:
+    cache: dict[tuple[str, ...], Any] | None = session.info.get(ROW_CACHE)
+    return cache.get(key) if cache is not None else None
+
+
+def _remember(session: Session, key: tuple[str, ...], row: Any) -> None:
+    cache: dict[tuple[str, ...], Any] | None = session.info.get(ROW_CACHE)
+    if cache is not None:
+        cache[key] = row
+
+
 def queue_row(session: Session, name: str, defaults: SlaDefaults) -> Queue:
+    cached: Queue | None = _cached(session, ("queue", name))
+    if cached is not None:
+        return cached
     row = session.scalar(select(Queue).where(Queue.name == name))
     if row is None:
         row = Queue(name=name, sla_rings=defaults.rings, cadence=defaults.cadence)
         session.add(row)
         session.flush()
+    _remember(session, ("queue", name), row)
     return row
 
 
@@ -58,6 +84,10 @@ def agent_row(session: Session, interface: str, name: str | None = None) -> Agen
     name the PBX gives is learned for the identifier, a known name is applied."""
     from earwitness.telephony.identities import learn, name_for
 
+    key = ("agent", interface, name or "")
+    cached: Agent | None = _cached(session, key)
+    if cached is not None:  # same transaction, same arguments: same row, nothing to learn
+        return cached
     if name:
         learn(session, interface, name, "ami")
     known = name_for(session, interface) or name
@@ -68,6 +98,7 @@ def agent_row(session: Session, interface: str, name: str | None = None) -> Agen
         session.flush()
     elif known and row.name != known:
         row.name = known
+    _remember(session, key, row)
     return row
 
 
@@ -161,6 +192,27 @@ def save_tracked(session: Session, call: TrackedCall, defaults: SlaDefaults) -> 
     return row
 
 
+def load_tracked(session: Session, linkedids: Iterable[str]) -> None:
+    """Load these tracker calls with everything :func:`save_tracked` replaces or appends to
+    (events, attempts, visits, transfers) in one query per table, into the session; saving
+    each then finds them there instead of loading each collection lazily (issue 17)."""
+    keys = sorted(set(linkedids))
+    # The session's identity map holds clean objects weakly: keep them for its lifetime,
+    # or they (and their loaded collections) are gone before the saves look them up.
+    kept: list[Call] = session.info.setdefault("earwitness.loaded", [])
+    for chunk in (keys[i : i + 500] for i in range(0, len(keys), 500)):
+        kept += session.scalars(
+            select(Call)
+            .where(Call.source == "ami", Call.linkedid.in_(chunk))
+            .options(
+                selectinload(Call.events),
+                selectinload(Call.attempts),
+                selectinload(Call.visits),
+                selectinload(Call.transfers),
+            )
+        ).all()
+
+
 def delete_tracked(session: Session, linkedid: str) -> bool:
     """Remove a call the tracker folded into another (an attended transfer's consultation)."""
     row = session.scalar(select(Call).where(Call.source == "ami", Call.linkedid == linkedid))
@@ -177,12 +229,19 @@ def save_agent_state(session: Session, state: AgentState) -> AgentStateSpan | No
     Re-sending the current state (a resync after a restart) is a no-op, so the time in the
     link's gap stays with the state the agent was last seen in."""
     agent = agent_row(session, state.agent, state.name)
-    open_span = session.scalar(
-        select(AgentStateSpan)
-        .where(AgentStateSpan.agent_id == agent.id, AgentStateSpan.ended_at.is_(None))
-        .order_by(AgentStateSpan.started_at.desc(), AgentStateSpan.id.desc())
-        .limit(1)
-    )
+    cache: dict[tuple[str, ...], Any] | None = session.info.get(ROW_CACHE)
+    key = ("open_span", str(agent.id))
+    if cache is not None and key in cache:  # a batch: the span this function opened last
+        open_span: AgentStateSpan | None = cache[key]
+    else:
+        open_span = session.scalar(
+            select(AgentStateSpan)
+            .where(AgentStateSpan.agent_id == agent.id, AgentStateSpan.ended_at.is_(None))
+            .order_by(AgentStateSpan.started_at.desc(), AgentStateSpan.id.desc())
+            .limit(1)
+        )
+        if cache is not None:
+            cache[key] = open_span
     reason = state.reason[:120] if state.reason else None
     if open_span is not None:
         if (open_span.state, open_span.reason) == (state.state, reason):
@@ -191,6 +250,7 @@ def save_agent_state(session: Session, state: AgentState) -> AgentStateSpan | No
     span = AgentStateSpan(agent=agent, state=state.state, reason=reason, started_at=state.since)
     session.add(span)
     session.flush()
+    _remember(session, key, span)
     return span
 
 
@@ -239,26 +299,266 @@ def save_imported(
     return new, updated
 
 
+class LiveChanges:
+    """A process-wide counter of committed tracker changes that live views wait on (issue 17).
+
+    The wallboard stream used to poll the database every ``interval_s``; now the tracker's
+    writer bumps this counter after each commit and the stream wakes at once. Waiters are
+    asyncio futures on whatever loop the stream runs on, woken thread-safely from the writer
+    thread. When the tracker runs in another process, :meth:`follow` turns that process's
+    commits into bumps here (PostgreSQL ``LISTEN``, SQLite ``PRAGMA data_version``).
+    """
+
+    #: NOTIFY channel the writer signals on PostgreSQL (database-wide, like the tracker).
+    CHANNEL = "earwitness_live"
+    #: How often a follower polls SQLite's data_version (cheap: no table is read).
+    SQLITE_POLL_S = 0.05
+
+    def __init__(self) -> None:
+        self._lock = _threading.Lock()
+        self._version = 0
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        self._followers: dict[str, _Follower] = {}
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def bump(self) -> None:
+        """Something the live views show was committed: wake every waiter."""
+        with self._lock:
+            self._version += 1
+            waiters = list(self._waiters)
+        for loop, future in waiters:
+            with suppress(RuntimeError):  # that stream's loop is closed: nobody to wake
+                loop.call_soon_threadsafe(_wake, future)
+
+    async def wait(self, seen: int, timeout: float) -> bool:
+        """Wait until the version differs from ``seen`` (True) or ``timeout`` passes (False)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        entry = (loop, future)
+        with self._lock:
+            if self._version != seen:
+                return True
+            self._waiters.add(entry)
+        try:
+            await asyncio.wait({future}, timeout=timeout)
+        finally:
+            with self._lock:
+                self._waiters.discard(entry)
+            future.cancel()
+        return self._version != seen
+
+    @contextmanager
+    def follow(self, db: Database) -> Iterator[None]:
+        """While open, commits by other processes to ``db`` bump this counter too."""
+        with self._lock:
+            follower = self._followers.get(db.url)
+            if follower is None or not follower.is_alive():
+                follower = self._followers[db.url] = _Follower(self, db)
+                follower.users += 1
+                follower.start()
+            else:
+                follower.users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                follower.users -= 1
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class _Follower(_threading.Thread):
+    """Turns other processes' commits into :class:`LiveChanges` bumps; ends with no users."""
+
+    def __init__(self, changes: LiveChanges, db: Database) -> None:
+        super().__init__(name="earwitness-live-follower", daemon=True)
+        self.changes, self.db, self.users = changes, db, 0
+
+    def _in_use(self) -> bool:
+        with self.changes._lock:
+            if self.users > 0:
+                return True
+            self.changes._followers.pop(self.db.url, None)  # a new stream starts a new one
+            return False
+
+    def run(self) -> None:
+        try:
+            if self.db.is_sqlite:
+                self._poll_sqlite()
+            else:
+                self._listen_postgres()
+        except Exception:  # streams still get their interval_s heartbeat
+            _log.exception("live change follower stopped")
+            with self.changes._lock:
+                self.changes._followers.pop(self.db.url, None)
+
+    def _poll_sqlite(self) -> None:
+        raw = self.db.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            last = None
+            while self._in_use():
+                cursor.execute("PRAGMA data_version")  # changes when another connection commits
+                row: Any = cursor.fetchone()
+                version = row[0]
+                if last is not None and version != last:
+                    self.changes.bump()
+                last = version
+                _time.sleep(LiveChanges.SQLITE_POLL_S)
+        finally:
+            raw.close()
+
+    def _listen_postgres(self) -> None:
+        raw = self.db.engine.raw_connection()
+        conn: Any = raw.driver_connection  # psycopg's Connection
+        raw.detach()  # a long-lived LISTEN connection of its own, not the pool's
+        try:
+            conn.autocommit = True
+            conn.execute(f"LISTEN {LiveChanges.CHANNEL}")
+            while self._in_use():
+                if any(True for _ in conn.notifies(timeout=0.25)):
+                    self.changes.bump()
+        finally:
+            raw.close()
+
+
+#: The one counter of this process (the tracker writes, the API's streams wait).
+live_changes = LiveChanges()
+
+
+@dataclass
+class SessionWrite:
+    """One tracker write that may share a transaction with its neighbours.
+
+    ``apply`` does the work in the given session and returns what to run once that session
+    has committed (queueing jobs, counters), or None. It must be repeatable: after a failed
+    batch each write is applied again on its own. ``failed`` accounts for a write that
+    failed even on its own (its session was rolled back)."""
+
+    apply: Callable[[Session], Callable[[], None] | None]
+    failed: Callable[[], None]
+    what: str = "tracker write"
+    #: Writes with the same key touch the same thing (a call's row).
+    key: str | None = None
+    #: Builds the one write that does what the given writes of this key (this one last,
+    #: in order) would do one after another; None: this write never stands in for others.
+    absorb: Callable[[list[SessionWrite]], SessionWrite] | None = None
+    #: What ``absorb`` needs of each write (a call save: its events).
+    payload: Any = None
+    #: Run once per transaction before the writes that name it, with those writes: loads
+    #: what they will touch in a few queries instead of a few per write.
+    prepare: Callable[[Session, list[SessionWrite]], None] | None = None
+
+
+def coalesce(writes: list[SessionWrite]) -> list[SessionWrite]:
+    """Runs of writes to the same key become one (a call saved after each of its events in
+    a burst is saved once, with all those events); anything else keeps its place. A run
+    ends at a write of that key that cannot absorb (a folded call's removal)."""
+    following: dict[int, int] = {}
+    last: dict[str, int] = {}
+    for i, write in enumerate(writes):
+        if write.key is not None:
+            if write.key in last:
+                following[last[write.key]] = i
+            last[write.key] = i
+    out: list[SessionWrite] = []
+    runs: dict[str, list[SessionWrite]] = {}
+    for i, write in enumerate(writes):
+        nxt = following.get(i)
+        if write.key is None or write.absorb is None:
+            out.append(write)
+            continue
+        run = runs.setdefault(write.key, [])
+        run.append(write)
+        if nxt is not None and writes[nxt].absorb is not None:
+            continue  # a later write of this key takes this one in
+        del runs[write.key]
+        out.append(write.absorb(run) if len(run) > 1 else write)
+    return out
+
+
+def commit_writes(db: Database, writes: list[SessionWrite]) -> None:
+    """Apply ``writes`` in order in one transaction, then run their after-commit steps.
+
+    When the batch fails, each write is retried in its own transaction (order kept), so one
+    bad call cannot lose the others' saves. Live views are told after every commit."""
+    if not writes:
+        return
+    try:
+        afters = _commit(db, writes)
+    except Exception:
+        if len(writes) == 1:
+            _log.exception("could not save %s", writes[0].what)
+            writes[0].failed()
+            return
+        _log.warning("batch of %d tracker writes failed; saving one by one", len(writes))
+        for write in writes:
+            commit_writes(db, [write])
+        return
+    for after in afters:
+        try:
+            after()
+        except Exception:
+            _log.exception("after-commit step failed")
+
+
+def _commit(db: Database, writes: list[SessionWrite]) -> list[Callable[[], None]]:
+    afters: list[Callable[[], None]] = []
+    with db.session() as session:
+        session.info[ROW_CACHE] = {}
+        preparing: dict[Callable[[Session, list[SessionWrite]], None], list[SessionWrite]] = {}
+        for write in writes:
+            if write.prepare is not None:
+                preparing.setdefault(write.prepare, []).append(write)
+        for prepare, them in preparing.items():
+            prepare(session, them)
+        for write in writes:
+            after = write.apply(session)
+            if after is not None:
+                afters.append(after)
+        if not db.is_sqlite:  # delivered on commit to every API process (LISTEN)
+            session.execute(text(f"NOTIFY {LiveChanges.CHANNEL}"))
+    live_changes.bump()
+    return afters
+
+
 class DbWriter:
     """One thread that runs the tracker's database writes in order, off the asyncio loop.
 
     The AMI loop must keep answering Pings and reading events while the database is slow
     (SQLite waits up to 30 s for a lock; PostgreSQL may be reconnecting): the loop hands
-    each write over as a callable and goes on. Order is kept, so a call's saves land in
-    the order its events came.
+    each write over and goes on. Order is kept, so a call's saves land in the order its
+    events came. What queued up while the previous transaction ran is saved in one
+    transaction (issue 17: a burst of 50 queue joins used to wait for 50 commits in turn).
     """
 
-    def __init__(self, name: str = "earwitness-ami-writer") -> None:
-        self._items: _queue.Queue[Callable[[], None] | None] = _queue.Queue()
+    #: Most writes in one transaction (a resync of a big centre stays in bounded pieces).
+    MAX_BATCH = 200
+
+    def __init__(self, db: Database | None = None, name: str = "earwitness-ami-writer") -> None:
+        self.db = db
+        self._items: _queue.Queue[SessionWrite | Callable[[], None] | None] = _queue.Queue()
+        self._pending = 0  # queued or being written: what health reports as the backlog
+        self._lock = _threading.Lock()
         self._thread = _threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def put(self, write: Callable[[], None]) -> None:
+    def put(self, write: SessionWrite | Callable[[], None]) -> None:
+        """Queue a write: a :class:`SessionWrite` (batched; needs ``db``) or a callable that
+        runs alone with its own sessions."""
+        with self._lock:
+            self._pending += 1
         self._items.put(write)
 
     @property
     def backlog(self) -> int:
-        return self._items.qsize()
+        return self._pending
 
     def close(self, timeout: float = 15.0) -> None:
         """Finish what is queued, then stop."""
@@ -267,10 +567,42 @@ class DbWriter:
 
     def _run(self) -> None:
         while True:
-            write = self._items.get()
-            if write is None:
-                return
-            try:
-                write()
-            except Exception:  # each write logs its own failure; the thread must survive
-                _log.exception("tracker write failed")
+            items = [self._items.get()]
+            while items[-1] is not None and len(items) < self.MAX_BATCH:
+                try:
+                    items.append(self._items.get_nowait())
+                except _queue.Empty:
+                    break
+            group: list[SessionWrite] = []
+            for item in items:
+                if isinstance(item, SessionWrite):
+                    group.append(item)
+                    continue
+                self._flush(group)
+                group = []
+                if item is None:
+                    return
+                self._call(item)
+            self._flush(group)
+
+    def _flush(self, group: list[SessionWrite]) -> None:
+        if not group:
+            return
+        assert self.db is not None, "batched writes need the writer's database"
+        try:
+            commit_writes(self.db, coalesce(group))
+        except Exception:  # commit_writes logs per write; the thread must survive anyway
+            _log.exception("tracker writes failed")
+        self._done(len(group))
+
+    def _call(self, write: Callable[[], None]) -> None:
+        try:
+            write()
+            live_changes.bump()
+        except Exception:  # each write logs its own failure; the thread must survive
+            _log.exception("tracker write failed")
+        self._done(1)
+
+    def _done(self, n: int) -> None:
+        with self._lock:
+            self._pending -= n

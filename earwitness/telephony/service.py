@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import logging
 import ssl
 import threading
@@ -31,12 +32,16 @@ from earwitness.telephony.agents import AgentBoard, AgentState
 from earwitness.telephony.ami import AmiClient, AmiMessage
 from earwitness.telephony.ami.protocol import event_time
 from earwitness.telephony.ami.state import AmiState
-from earwitness.telephony.calls import QueueVisit, TrackedCall, Transfer
+from earwitness.telephony.calls import EventNote, QueueVisit, TrackedCall, Transfer
 from earwitness.telephony.persist import (
     DbWriter,
+    SessionWrite,
     SlaDefaults,
     apply_record,
+    commit_writes,
     delete_tracked,
+    live_changes,
+    load_tracked,
     save_agent_state,
     save_tracked,
 )
@@ -93,7 +98,7 @@ class PbxService:
         notice = self.recording_notice()
         if notice is not None:
             log.warning(notice)  # once, at start; /api/health repeats it
-        self._writer = DbWriter()
+        self._writer = DbWriter(self.db)
         self._thread = threading.Thread(target=self._run_thread, name="earwitness-ami", daemon=True)
         self._thread.start()
         self._ready.wait(10)
@@ -213,7 +218,7 @@ class PbxService:
     async def _on_event(self, message: AmiMessage) -> None:
         self.last_seen = datetime.fromtimestamp(message.received_at, UTC)
         if self.board.wants(message.name):
-            self._write(self._save_agents, self.board.handle(message, event_time(message)[0]))
+            self._save_agents(self.board.handle(message, event_time(message)[0]))
             return
         if not self.tracker.wants(message.name):
             return
@@ -239,55 +244,89 @@ class PbxService:
         started, e.g. in tests that drive it directly)."""
         if self._writer is None:
             func(*args)
+            live_changes.bump()
         else:
             self._writer.put(lambda: func(*args))
+
+    def _write_batched(self, write: SessionWrite) -> None:
+        """Like :meth:`_write`, for a write that may share a transaction with others."""
+        if self._writer is None:
+            commit_writes(self.db, [write])
+        else:
+            self._writer.put(write)
 
     def _save(self, call: TrackedCall) -> None:
         """Queue the call's save (a snapshot: the loop goes on changing the live object) and
         drop a finished call from the tracker at once, as if the save were done."""
-        snapshot = copy.deepcopy(call)
-        self._write(self._persist, snapshot)
+        snapshot = _snapshot(call)
+        # The snapshot carries the events noted since the last save; the live call starts
+        # afresh, or every later save would store those events again.
+        call.notes = []
+        self._write_batched(self._call_write(snapshot))
         if call.merged_into is None and call.ended_at is not None:
             self.tracker.release(call)
+
+    def _failed(self) -> None:
+        self.errors += 1
 
     def _save_agents(self, changes: list[AgentState]) -> None:
         if not changes:
             return
-        try:
-            with self.db.session() as session:
-                for state in changes:
-                    save_agent_state(session, state)
-        except Exception:
-            self.errors += 1
-            log.exception("could not save agent states")
 
-    def _persist(self, call: TrackedCall) -> None:
-        recording_id: int | None = None
+        def apply(session: Session) -> None:
+            for state in changes:
+                save_agent_state(session, state)
+
+        self._write_batched(SessionWrite(apply, self._failed, "agent states"))
+
+    def _call_write(self, call: TrackedCall, notes: list[EventNote] | None = None) -> SessionWrite:
+        """The save of one call snapshot (or the removal of a folded consultation) as a
+        write the writer may batch; repeatable, as a failed batch is retried write by write.
+        ``notes``: the events to store with it (default: the snapshot's own)."""
+        key = f"call:{call.linkedid}"
         if call.merged_into is not None:  # an attended transfer's consultation, folded
-            try:
-                with self.db.session() as session:
-                    delete_tracked(session, call.linkedid)
-            except Exception:
-                self.errors += 1
-                log.exception("could not remove folded call %s", call.linkedid)
+            return SessionWrite(
+                lambda session: (delete_tracked(session, call.linkedid), None)[1],
+                self._failed,
+                f"removal of folded call {call.linkedid}",
+                key=key,
+            )
+        kept = list(call.notes if notes is None else notes)  # save_tracked empties the list
+
+        def apply(session: Session) -> Callable[[], None]:
+            call.notes = list(kept)
+            save_tracked(session, call, self.defaults)
+            recording_id: int | None = None
+            name = self.recording.get(call.linkedid) if call.ended_at is not None else None
+            if name is not None:
+                recording_id = self._expect_recording(session, call.linkedid, name)
+            return lambda: self._saved(call.linkedid, recording_id)
+
+        def absorb(run: list[SessionWrite]) -> SessionWrite:
+            """Saves of this call queued together: the last snapshot with every event."""
+            events = [n for w in run for n in w.payload]
+            return self._call_write(call, events)
+
+        return SessionWrite(
+            apply,
+            self._failed,
+            f"call {call.linkedid}",
+            key=key,
+            absorb=absorb,
+            payload=kept,
+            prepare=_load_calls,
+        )
+
+    def _saved(self, linkedid: str, recording_id: int | None) -> None:
+        """After the call's transaction committed: count it, and queue its recording's
+        ingest (one writer at a time on SQLite). Without a readable recording dir the job
+        could only fail with "not found"."""
+        self.saved += 1
+        if recording_id is None:
             return
-        try:
-            with self.db.session() as session:
-                save_tracked(session, call, self.defaults)
-                finished = call.ended_at is not None
-                if finished and call.linkedid in self.recording:
-                    recording_id = self._expect_recording(
-                        session, call.linkedid, self.recording.pop(call.linkedid)
-                    )
-            self.saved += 1
-        except Exception:
-            self.errors += 1
-            log.exception("could not save call %s", call.linkedid)
-            return
-        # Queued only after the call's transaction committed: one writer at a time on SQLite.
-        # Without a readable recording dir the job could only fail with "not found".
+        self.recording.pop(linkedid, None)
         ingest = self.settings.ami_recording_dir is not None
-        if recording_id is not None and self.submit is not None and ingest:
+        if self.submit is not None and ingest:
             self.submit(
                 "recording.ingest",
                 {"recording_id": recording_id, "expected_channels": 2},
@@ -326,7 +365,7 @@ class PbxService:
         status = await client.send_list("QueueStatus")
         entries = [m.as_dict() for m in status if m.name.lower() == "queueentry"]
         members = [m.as_dict() for m in status if m.name.lower() == "queuemember"]
-        self._write(self._save_agents, self.board.resync(members, now))
+        self._save_agents(self.board.resync(members, now))
         changed = self.tracker.resync([m.as_dict() for m in channels], entries, now)
         for call in changed:
             self._save(call)
@@ -467,6 +506,25 @@ class PbxService:
         )
         apply_record(session, row, fixed, self.defaults)
         log.info("call %s corrected from queue_log: %s", record.key, record.outcome.value)
+
+
+def _snapshot(call: TrackedCall) -> TrackedCall:
+    """A copy the loop may go on changing the original of: the call's own fields, and a
+    copy of each of its collections and their items (flat records of immutable values).
+    ``copy.deepcopy`` did the same at several times the cost, on the loop, per event."""
+    snapshot = copy.copy(call)
+    for field in dataclasses.fields(call):
+        value = getattr(call, field.name)
+        if isinstance(value, list):
+            setattr(snapshot, field.name, [copy.copy(item) for item in value])
+        elif isinstance(value, set | dict):
+            setattr(snapshot, field.name, copy.copy(value))
+    return snapshot
+
+
+def _load_calls(session: Session, writes: list[SessionWrite]) -> None:
+    """Before a batch of call saves: their rows and collections in a few queries."""
+    load_tracked(session, (w.key.removeprefix("call:") for w in writes if w.key))
 
 
 def _last_queuestart(lines: list[bytes]) -> float | None:

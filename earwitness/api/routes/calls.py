@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import nullcontext
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -12,7 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 from sqlalchemy import select
 
 from earwitness.api.deps import Principal, PrincipalDep, RuntimeDep, SessionDep
@@ -23,16 +24,16 @@ from earwitness.masking import redact
 from earwitness.models import Call
 from earwitness.runtime import Runtime
 from earwitness.telephony.identities import all_identities, set_name
-from earwitness.telephony.persist import SlaDefaults
+from earwitness.telephony.persist import SlaDefaults, live_changes
 from earwitness.telephony.queries import (
     CallFilter,
     agent_board,
     agent_states,
     call_movement,
     call_page,
-    call_records,
     call_summary,
     count_calls,
+    live_records,
     target_of,
 )
 from earwitness.telephony.sla import live_snapshot
@@ -163,10 +164,14 @@ Outcome = Literal[
 ]
 
 
-@router.get("/api/calls", response_model=CallPage)
-def list_calls(
+#: Validates and encodes a page in one pass of pydantic-core (what FastAPI would do with
+#: ``response_model``, then ``json.dumps`` again in Python: ~half the encoding time).
+_CALL_PAGE = TypeAdapter(CallPage)
+
+
+@router.get("/api/calls", response_model=CallPage, operation_id="list_calls_api_calls_get")
+def api_list_calls(
     runtime: RuntimeDep,
-    session: SessionDep,
     who: PrincipalDep,
     start: Annotated[str | None, Query(alias="from", description=PERIOD_HELP)] = None,
     end: Annotated[str | None, Query(alias="to")] = None,
@@ -178,28 +183,53 @@ def list_calls(
     min_rings: Annotated[DbInt | None, Query(ge=0)] = None,
     limit: Annotated[DbInt, Query(ge=1, le=500)] = 50,
     offset: Annotated[DbInt, Query(ge=0)] = 0,
-) -> dict[str, Any]:
+) -> Response:
     """Calls, newest first; ``from``/``to`` bound the time the caller started ringing.
 
     Agents get their own calls, leads their queues' calls; numbers are masked for roles
     that do not call customers back."""
+    page = list_calls(
+        runtime, who, start, end, tz, queue, agent, outcome, caller, min_rings, limit, offset
+    )
+    # The JSON FastAPI would make of ``response_model`` (which still documents it), in one
+    # pass of pydantic-core instead of validation, then ``json.dumps`` in Python (issue 17).
+    return Response(_CALL_PAGE.dump_json(_CALL_PAGE.validate_python(page)),
+                    media_type="application/json")  # fmt: skip
+
+
+def list_calls(
+    runtime: Runtime,
+    who: Principal,
+    start: str | None = None,
+    end: str | None = None,
+    tz: str | None = None,
+    queue: str | None = None,
+    agent: str | None = None,
+    outcome: str | None = None,
+    caller: str | None = None,
+    min_rings: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    session: Any = None,  # unused: the web page passes its own; we read in a short one
+) -> dict[str, Any]:
+    """The page ``GET /api/calls`` serves, as a dict (the web call list shows it too)."""
     when = period(runtime, start, end, tz)
     scoped = _scoped(_filter(when, queue, agent, outcome, caller, min_rings), call_scope(who))
+    page: dict[str, Any] = {"total": 0, "limit": limit, "offset": offset, "items": []}
     if scoped is None:
-        return {"total": 0, "limit": limit, "offset": offset, "items": []}
-    # A short session of our own, closed before the response is written: the request's
-    # ``session`` holds its pooled connection until FastAPI tears the dependency down after
-    # the response, and with 16 concurrent requests that starved the pool while the API-key
-    # check (on the event loop) waited for a connection - 0 req/s on SQLite (issue 17).
+        return page
+    # A short session of our own, closed before the response is written (no request
+    # session: a pooled connection held until FastAPI tears the dependency down after the
+    # response starved the pool under 16 concurrent requests - 0 req/s on SQLite - and the
+    # dependency cost two more thread-pool hops per request; issue 17).
     with runtime.db.session() as own:
         items = call_page(own, scoped, limit, offset)  # plain rows, no ORM objects
-        total = count_calls(own, scoped)
-    return {
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-        "items": shown(who, items, {i["caller"] for i in items}),
-    }
+        # A page that is not full ends the list: its total needs no count (an empty page
+        # past the end does not say how many there are: count then).
+        short = len(items) < limit and (items or offset == 0)
+        page["total"] = offset + len(items) if short else count_calls(own, scoped)
+    page["items"] = shown(who, items, {i["caller"] for i in items})
+    return page
 
 
 @router.get("/api/calls/{call_id}", response_model=CallDetail)
@@ -283,7 +313,7 @@ def sla(
 
 def _live(runtime: Runtime) -> dict[str, Any]:
     with runtime.db.session() as session:
-        in_progress = call_records(session, CallFilter(outcome="in_progress"))
+        in_progress = live_records(session)  # as call_records(in_progress), eagerly
         states = agent_states(session)
         now = datetime.now(UTC)
         zone = zone_named(runtime.settings.timezone)
@@ -326,6 +356,19 @@ def live(runtime: RuntimeDep, who: PrincipalDep) -> dict[str, Any]:
     return _live_for(runtime, who)
 
 
+#: Least time between two snapshots of one stream: a burst of tracker saves (50 calls
+#: joining at once) becomes a few snapshots, not one per save.
+COALESCE_S = 0.05
+
+
+def _tracker_here(runtime: Runtime) -> bool:
+    """Whether this process runs the PBX tracker, so its commits are announced in-process;
+    otherwise (``earwitness tracker`` or another ``serve`` leads) the stream follows the
+    database for other processes' commits."""
+    service = runtime.services.get("ami")
+    return service is not None and bool(getattr(service, "is_leader", True))
+
+
 @router.get("/api/live/stream")
 async def live_stream(
     request: Request,
@@ -334,17 +377,28 @@ async def live_stream(
     interval_s: Annotated[float, Query(ge=0.2, le=60)] = 1.0,
     max_events: Annotated[DbInt | None, Query(ge=1)] = None,
 ) -> StreamingResponse:
-    """Server-sent events: one ``snapshot`` event per interval for wallboards."""
+    """Server-sent events: a ``snapshot`` event as soon as the tracker has saved a change
+    (at most one per 50 ms), and at least one per ``interval_s`` (waits keep growing)."""
 
     async def events() -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
         sent = 0
-        while not await request.is_disconnected():
-            payload = await asyncio.to_thread(_live_for, runtime, who)
-            yield f"event: snapshot\ndata: {json.dumps(payload)}\n\n".encode()
-            sent += 1
-            if max_events is not None and sent >= max_events:
-                return
-            await asyncio.sleep(interval_s)
+        following = nullcontext() if _tracker_here(runtime) else live_changes.follow(runtime.db)
+        with following:
+            while not await request.is_disconnected():
+                seen = live_changes.version  # before reading: a save meanwhile wakes us again
+                began = loop.time()
+                payload = await asyncio.to_thread(_live_for, runtime, who)
+                last = loop.time()
+                yield f"event: snapshot\ndata: {json.dumps(payload)}\n\n".encode()
+                sent += 1
+                if max_events is not None and sent >= max_events:
+                    return
+                await live_changes.wait(seen, interval_s)
+                # Coalesce: at most one snapshot per 50 ms, and never more than half the
+                # time spent reading snapshots (a loaded host must keep CPU for the writer).
+                gap = max(COALESCE_S, last - began)
+                await asyncio.sleep(max(0.0, gap - (loop.time() - last)))
 
     return StreamingResponse(events(), media_type="text/event-stream")
 
