@@ -307,7 +307,7 @@ def sla(
         "tz": zone.key,
         "period": jsonable_encoder(echo),
         "target": jsonable_encoder(target),
-        "groups": [_sla_json(g) for g in groups],
+        "groups": [sla_json(g) for g in groups],
     }
     # Encoded once, here: returning the dict made FastAPI run jsonable_encoder over every
     # group a second time, and group_by=hour over a month carries ~144k agent counts
@@ -318,7 +318,7 @@ def sla(
     )
 
 
-def _sla_json(g: SlaFigures) -> dict[str, Any]:
+def sla_json(g: SlaFigures) -> dict[str, Any]:
     """One group as plain JSON values (the same as ``jsonable_encoder(asdict(g))``, without
     deep-copying its histograms and agent counts entry by entry)."""
     out = {f.name: getattr(g, f.name) for f in fields(g)}
