@@ -27,6 +27,7 @@ from earwitness.models import (
 )
 from earwitness.runtime import Runtime
 from earwitness.telephony import sla_rollups, sla_sql
+from earwitness.telephony.identities import set_name
 from earwitness.telephony.persist import save_imported
 from earwitness.telephony.queries import CallFilter
 from earwitness.telephony.records import CallOutcome, CallRecord
@@ -291,3 +292,17 @@ def test_services_start_builds_the_rollups_reports_will_read(rolled: Runtime) ->
 def check_session_once(runtime: Runtime) -> None:
     with runtime.db.session() as session:
         check(session, FILTERS[:2], ["Asia/Shanghai"])
+
+
+def test_agents_sharing_a_display_name_are_counted_together(rolled: Runtime) -> None:
+    """Two PBX identities named as one person: the hour/day agent counts of the roll-ups
+    add them up exactly as the per-record reference does."""
+    with rolled.db.session() as session:
+        interfaces = session.scalars(select(Agent.interface).order_by(Agent.id)).all()[:2]
+        assert len(interfaces) == 2
+        for interface in interfaces:
+            set_name(session, interface, "Lucy Zhao")
+        session.commit()
+        check(session, FILTERS[:2], ["Asia/Shanghai", "UTC"])
+        hours = sla_groups(session, FILTERS[1], "hour", zone_named("Asia/Shanghai"), DEFAULTS, None)
+        assert any("Lucy Zhao" in g.answered_by_agent for g in hours)

@@ -25,6 +25,7 @@ of a float (summation order); every count, histogram, maximum and percentage is 
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable
@@ -35,6 +36,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Text,
     case,
     cast,
     extract,
@@ -543,8 +545,18 @@ def _from_rollups(
         seconds = rollups.GRAIN_S[grain]
         return bucket if seconds == size and not shift else (bucket * seconds + shift) // size
 
+    def row_per_group(grain: int) -> bool:
+        """True when a roll-up row of ``grain`` maps to one group alone (all-queues rows as
+        long as a group): (group, agent) is then unique without summing, and grouping by
+        ``bucket`` follows the primary key instead of sorting ~140k rows by an expression."""
+        return every_queue and group_by in ("hour", "day") and rollups.GRAIN_S[grain] == size
+
     rows: list[Any] = []
     by_agent: list[Any] = []
+    # Roll-up answers per agent as one JSON object per group: a month of hours is ~140k
+    # (hour, agent) pairs; fetching them as rows and adding them up in Python was most of
+    # group_by=hour (~0.6 of 1 s), 720 objects parsed by json.loads cost ~0.1 s.
+    agent_maps: list[Any] = []
     iv, ag = SlaInterval.__table__.c, SlaAgentInterval.__table__.c
     # SQLite: one bucket range per statement, a primary-key range scan each (an OR of
     # ranges can make it scan every row of the grain). PostgreSQL: one statement per grain
@@ -577,16 +589,29 @@ def _from_rollups(
                 .where(*cond)
                 .group_by(literal_column("g"), iv.cls, iv.rings)
             ).all()
-        agent_key = key_over(ag.bucket, ag.queue_id, grain).label("g")
-        by_agent += session.execute(
-            select(agent_key, ag.agent_id, func.sum(ag.n))
-            .where(
-                ag.grain == grain,
-                rollups.grain_ranges(ag.bucket, span),
-                ag.queue_id == rollups.ALL_QUEUES if every_queue else ag.queue_id.in_(visible),
+        agent_where = [
+            ag.grain == grain,
+            rollups.grain_ranges(ag.bucket, span),
+            ag.queue_id == rollups.ALL_QUEUES if every_queue else ag.queue_id.in_(visible),
+        ]
+        agent_key = key_over(ag.bucket, ag.queue_id, grain)
+        if row_per_group(grain):  # (bucket, agent) is unique: aggregate in key order
+            agent_query = (
+                select(agent_key, _json_counts(dialect, ag.agent_id, ag.n))
+                .where(*agent_where)
+                .group_by(ag.bucket)
             )
-            .group_by(literal_column("g"), ag.agent_id)
-        ).all()
+        else:
+            per_agent = (
+                select(agent_key.label("g"), ag.agent_id.label("a"), func.sum(ag.n).label("n"))
+                .where(*agent_where)
+                .group_by(literal_column("g"), ag.agent_id)
+                .subquery()
+            )
+            agent_query = select(
+                per_agent.c.g, _json_counts(dialect, per_agent.c.a, per_agent.c.n)
+            ).group_by(per_agent.c.g)
+        agent_maps += session.execute(agent_query).all()
     if raw:
         call_queue = func.coalesce(Call.queue_id, 0)
         call_key = key_over(rollups.call_time_key(dialect), call_queue, rollups.QUARTER)
@@ -636,8 +661,19 @@ def _from_rollups(
                 tally.timeouts += n
             else:
                 tally.other_unanswered += n
-    # Rows come grouped by g; hour reports have ~200 agents per hour, so look the group
-    # up once per run of rows (Python per row is what a month of hours costs here).
+    by_label = {str(a): label for a, label in labels.items()}
+    unique_labels = len(set(labels.values())) == len(labels)
+    for g, counted in agent_maps:
+        counts = tallies[name_of(int(g))].by_agent
+        per_id: dict[str, int] = json.loads(counted) if isinstance(counted, str) else counted
+        if unique_labels:  # one C-level update instead of a Python loop per agent
+            counts.update(
+                dict(zip(map(by_label.__getitem__, per_id), per_id.values(), strict=True))
+            )
+        else:
+            for agent_id, n in per_id.items():
+                counts[by_label[agent_id]] += n
+    # Rows (calls of marked quarters) come grouped by g: look the group up once per run.
     current, counts = None, Counter[str]()
     for g, agent_id, n in by_agent:
         if g != current:
@@ -659,6 +695,16 @@ def _from_rollups(
 
 
 _MICRO = timedelta(microseconds=1)
+
+
+def _json_counts(
+    dialect: str, key: ColumnElement[Any], n: ColumnElement[Any]
+) -> ColumnElement[Any]:
+    """An aggregate: the group's ``{key: n}`` as JSON text. Keys must be unique within a
+    group (SQLite writes a repeated key twice and ``json.loads`` keeps only the last)."""
+    if dialect == "postgresql":
+        return cast(func.json_object_agg(key, n), Text)
+    return func.json_group_object(key, n)
 
 
 def _cover(
