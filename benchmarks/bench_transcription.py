@@ -9,9 +9,13 @@ minutes. Generated once into ``/tmp/ew-bench-transcription`` and reused.
 Variants, each in its own process (peak RSS is its own, models included), the same
 multilingual base model and decoding options (beam 5, temperature 0):
 
-- ``stereo``: the default, ``transcribe_audio`` on the two-channel file (channel = speaker);
-- ``stereo_old``: the same with ``language_window="speech"`` (the engine before issue 17:
-  one more encoder pass per channel just to detect the language);
+- ``stereo``: the default, ``transcribe_audio`` on the two-channel file (channel = speaker),
+  both channels decoded at the same time on one model with 2 CTranslate2 workers
+  (``whisper_num_workers=2``);
+- ``stereo_sequential``: the same, one channel after the other (``whisper_num_workers=1``:
+  the default before this change); its words must equal the default's;
+- ``stereo_old``: sequential with ``language_window="speech"`` (the engine before issue 17:
+  one more encoder pass per channel just to detect the language); not run unless named;
 - ``stereo_batched``: ``batch_size=4`` (faster-whisper's ``BatchedInferencePipeline`` over a
   channel's chunks);
 - ``mono`` (the baseline): ``force_mono=True``, the channels mixed and split by the default
@@ -23,6 +27,12 @@ utterances in onset order; CER on the Mandarin and mixed calls, WER on the Engli
 to the role the diarizer gave; wrong attribution counts as errors). Scoring is
 ``bench_speech.score_text`` (numbers canonical, punctuation dropped).
 
+The machine is shared, so the variants run interleaved (A B C D, A B C D, ...) for
+``EARWITNESS_BENCH_ROUNDS`` rounds (default 3; ``EARWITNESS_BENCH_VARIANTS=stereo,mono`` picks
+variants) and the figures are medians over rounds; the ratio is the median of the per-round
+ratios, with their range. Beside wall time: the process's CPU seconds per audio second (less
+sensitive to other load) and the 1-minute load average while it ran.
+
 Run: ``python -m benchmarks transcription``; ``run()`` returns the lines.
 """
 
@@ -30,7 +40,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -40,12 +52,15 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKDIR = Path("/tmp/ew-bench-transcription")
 REPEATS = 4
 GAP_S = 1.0
+#: TranscribeOptions of each variant; "settings" and "force_mono" are taken out first
 VARIANTS: dict[str, dict[str, Any]] = {
     "stereo": {},
-    "stereo_old": {"language_window": "speech"},
+    "stereo_sequential": {"settings": {"whisper_num_workers": 1}},
+    "stereo_old": {"language_window": "speech", "settings": {"whisper_num_workers": 1}},
     "stereo_batched": {"batch_size": 4},
     "mono": {"force_mono": True},
 }
+DEFAULT_VARIANTS = ("stereo", "stereo_sequential", "stereo_batched", "mono")
 
 
 def build_calls(workdir: Path = WORKDIR) -> list[dict[str, Any]]:
@@ -95,18 +110,21 @@ def _measure(variant: str, workdir: str, queue: Any) -> None:
     from earwitness.transcription.pipeline import transcribe_audio
 
     calls = build_calls()
-    settings = load_settings(
-        data_dir=Path(workdir) / "data", whisper_model_multilingual=str(_model_dir())
-    )
     options = dict(VARIANTS[variant])
     force_mono = bool(options.pop("force_mono", False))
+    settings = load_settings(
+        data_dir=Path(workdir) / "data",
+        whisper_model_multilingual=str(_model_dir()),
+        **options.pop("settings", {}),
+    )
     engine = SpeechEngine(settings, TranscribeOptions(**options))
     warm = Path(calls[0]["file"]).parent / "warm.wav"
     _warm_file(Path(calls[0]["file"]), warm)
     transcribe_audio(warm, engine, force_mono=force_mono)  # model loads are not throughput
-    start = time.perf_counter()
+    start, cpu, load = time.perf_counter(), _cpu_s(), os.getloadavg()[0]
     results = [transcribe_audio(Path(c["file"]), engine, force_mono=force_mono) for c in calls]
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, _cpu_s() - cpu
+    load = max(load, os.getloadavg()[0])
     text = [0, 0]
     speaker = [0, 0]
     for call, result in zip(calls, results, strict=True):
@@ -126,11 +144,20 @@ def _measure(variant: str, workdir: str, queue: Any) -> None:
             score = score_text(ref, " ".join(s.text for s in mine), lang)
             speaker = [speaker[0] + score.errors, speaker[1] + score.ref_tokens]
     queue.put({
-        "audio_s": sum(c["duration_s"] for c in calls), "wall_s": wall,
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "audio_s": sum(c["duration_s"] for c in calls), "wall_s": wall, "cpu_s": cpu,
+        "load": load, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "text_er": text[0] / max(text[1], 1), "speaker_er": speaker[0] / max(speaker[1], 1),
-        "segments": [[(s.channel, s.text) for s in r.segments] for r in results],
+        "segments": [
+            [(s.channel, s.start, s.end, s.text, [(w.start, w.end, w.word, w.probability)
+                                                  for w in s.words]) for s in r.segments]
+            for r in results
+        ],
     })  # fmt: skip
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _warm_file(source: Path, target: Path) -> None:
@@ -157,34 +184,63 @@ def measure(variant: str) -> dict[str, Any]:
 
 
 def _same_text(a: dict[str, Any], b: dict[str, Any]) -> str:
-    """How many calls decode to exactly the same segments (channel, text) in both."""
+    """How many calls decode to exactly the same segments in both (channel, times, text,
+    and every word's times and probability)."""
     same = sum(x == y for x, y in zip(a["segments"], b["segments"], strict=True))
     return f"{same}/{len(a['segments'])} calls identical"
 
 
+def _rate(r: dict[str, Any]) -> float:
+    return float(r["audio_s"] / r["wall_s"])
+
+
 def run() -> list[str]:
-    got = {name: measure(name) for name in VARIANTS}
+    names = os.environ.get("EARWITNESS_BENCH_VARIANTS", ",".join(DEFAULT_VARIANTS)).split(",")
+    rounds = int(os.environ.get("EARWITNESS_BENCH_ROUNDS", "3"))
+    if "mono" not in names:
+        names.append("mono")  # the baseline is always measured in the same run
+    got: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for round_ in range(rounds):  # interleaved: every variant once per round
+        for name in names:
+            got[name].append(measure(name))
+            r = got[name][-1]
+            print(
+                f"round {round_ + 1} {name}: {_rate(r):.1f} audio-s/s, CPU {r['cpu_s']:.0f} s, "
+                f"load {r['load']:.1f}",
+                file=sys.stderr,
+                flush=True,
+            )
     base = got["mono"]
-    base_rate = base["audio_s"] / base["wall_s"]
     lines = []
-    for name in ("stereo", "stereo_old", "stereo_batched"):
-        ours = got[name]
-        rate = ours["audio_s"] / ours["wall_s"]
+    for name in (n for n in names if n != "mono"):
+        ratios = [_rate(o) / _rate(b) for o, b in zip(got[name], base, strict=True)]
+        each = " ".join(f"{x:.2f}" for x in ratios)
         lines.append(
-            f"transcribe_{name}: ours {rate:.1f} audio-s/s, baseline {base_rate:.1f} audio-s/s "
-            f"(mono mix + diarizer), ratio {rate / base_rate:.2f}"
+            f"transcribe_{name}: ours {statistics.median(map(_rate, got[name])):.1f} audio-s/s, "
+            f"baseline {statistics.median(map(_rate, base)):.1f} audio-s/s (mono mix + "
+            f"diarizer), ratio {statistics.median(ratios):.2f} (median of {rounds} rounds, "
+            f"{min(ratios):.2f}-{max(ratios):.2f}; per round {each})"
         )
-    for name, r in got.items():
+    for name, runs in got.items():
+        first = runs[0]
+        rtfs = [r["wall_s"] / r["audio_s"] for r in runs]
         lines.append(
-            f"transcribe_{name}_detail: RTF {r['wall_s'] / r['audio_s']:.3f}, "
-            f"{r['audio_s']:.0f} s of calls in {r['wall_s']:.1f} s, "
-            f"peak RSS {r['peak_mb']:.0f} MB, "
-            f"text CER/WER {r['text_er']:.3f}, by speaker {r['speaker_er']:.3f}"
+            f"transcribe_{name}_detail: RTF {statistics.median(rtfs):.3f}"
+            f" (runs {' '.join(f'{x:.3f}' for x in rtfs)}), "
+            f"{first['audio_s']:.0f} s of calls, CPU s per audio s "
+            f"{statistics.median(r['cpu_s'] / r['audio_s'] for r in runs):.3f}, "
+            f"peak RSS {max(r['peak_mb'] for r in runs):.0f} MB, load "
+            f"{min(r['load'] for r in runs):.1f}-{max(r['load'] for r in runs):.1f}, "
+            f"text CER/WER {first['text_er']:.3f}, by speaker {first['speaker_er']:.3f}"
+            + ("" if all(r["segments"] == first["segments"] for r in runs) else ", RUNS DIFFER")
         )
-    lines.append(
-        f"transcribe_stereo_vs_old: {_same_text(got['stereo'], got['stereo_old'])}; "
-        f"batched vs default: {_same_text(got['stereo_batched'], got['stereo'])}"
-    )
+    same = [
+        f"{a} vs {b}: {_same_text(got[a][0], got[b][0])}"
+        for a, b in (("stereo", "stereo_sequential"), ("stereo", "stereo_old"),
+                     ("stereo_batched", "stereo"))
+        if a in got and b in got
+    ]  # fmt: skip
+    lines.append(f"transcribe_identical: {'; '.join(same)}")
     return lines
 
 

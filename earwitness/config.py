@@ -93,6 +93,14 @@ class Settings(BaseSettings):
     )
     whisper_device: str = "cpu"
     whisper_compute_type: str = "int8"
+    # issue 17: a stereo call's channels are independent streams; decoding them at the same
+    # time on one shared model (this many CTranslate2 workers, the cores split between them)
+    # fills cores that one beam search leaves idle. Same words, times and probabilities as
+    # one after the other (tests/test_transcription_batched.py); costs ~250 MB more peak
+    # memory. 1 = one channel after the other on the single-stream model.
+    whisper_num_workers: int = Field(
+        default=2, ge=1, le=16, description="channels of one call decoded at the same time"
+    )
     # pyannote backend (extra [pyannote]): a local pipeline directory, or a hub name + token.
     pyannote_pipeline: str | None = Field(
         default=None, description="pyannote pipeline directory (config.yaml) or hub name"

@@ -1,10 +1,12 @@
 """The faster transcription paths give the transcript the reference path gives (issue 17).
 
 Real model, real speech (tests/data/speech). The reference is the engine as it was before:
-``language_window="speech"`` encodes the first 30 s of a stream's speech once more just to
-detect the language. The default detects on the first chunk's encoder output and decodes
-that same output; every segment, word, time and language must stay identical, including on
-a call long enough for several chunks per channel (where the detection input differs).
+the channels one after the other (``whisper_num_workers=1``) and ``language_window="speech"``
+(the first 30 s of a stream's speech encoded once more just to detect the language). The
+default decodes both channels at the same time on one two-worker model and detects on the
+first chunk's encoder output, which it then decodes; every segment, word, time, probability
+and language must stay identical, including on a call long enough for several chunks per
+channel (where the detection input differs).
 The batched path (``batch_size``, off by default) may change words, so it is held to the
 evidence rules instead: every utterance found, nothing placed in silence.
 """
@@ -12,6 +14,7 @@ evidence rules instead: every utterance found, nothing placed in silence.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -77,31 +80,52 @@ def _snapshot(result: CallTranscript) -> list[tuple[Any, ...]]:
 
 
 class _Counting:
-    """Counts the real encoder passes of the shared model (everything else untouched)."""
+    """Counts the real encoder passes of the engine's models (everything else untouched).
+
+    Per model instance: the single-stream one and the one shared by concurrent channels
+    (``whisper_num_workers``), so a test also sees which of them did the work.
+    """
 
     def __init__(self, engine: SpeechEngine) -> None:
-        model = engine._model(engine.multilingual)
-        reuse = _EncoderReuse.of(model)
-        assert reuse is not None, "the engine's model must reuse encodings"
-        self.reuse, self.inner, self.calls = reuse, reuse._encode, 0
+        workers = sorted({1, engine.settings.whisper_num_workers})
+        self.reuses: dict[int, _EncoderReuse] = {}
+        for n in workers:
+            reuse = _EncoderReuse.of(engine._model(engine.multilingual, n))
+            assert reuse is not None, "the engine's model must reuse encodings"
+            self.reuses[n] = reuse
+        self.inner = {n: r._encode for n, r in self.reuses.items()}
+        self.by_workers = dict.fromkeys(workers, 0)
+        self.lock = threading.Lock()
+
+    @property
+    def calls(self) -> int:
+        return sum(self.by_workers.values())
 
     def __enter__(self) -> _Counting:
-        def count(features: np.ndarray) -> Any:
-            self.calls += 1
-            return self.inner(features)
+        for n, reuse in self.reuses.items():
 
-        self.reuse._encode = count
+            def count(features: np.ndarray, n: int = n) -> Any:
+                with self.lock:
+                    self.by_workers[n] += 1
+                return self.inner[n](features)
+
+            reuse._encode = count
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.reuse._encode = self.inner
+        for n, reuse in self.reuses.items():
+            reuse._encode = self.inner[n]
 
 
-def test_detecting_on_the_first_chunk_changes_no_word_of_the_test_calls(
+def test_the_concurrent_default_changes_no_word_of_the_test_calls(
     settings: Settings, long_call: tuple[Path, list[dict[str, Any]]]
 ) -> None:
+    assert settings.whisper_num_workers == 2, "the default decodes two channels at once"
     new = SpeechEngine(settings)
-    old = SpeechEngine(settings, TranscribeOptions(language_window="speech"))
+    old = SpeechEngine(
+        settings.model_copy(update={"whisper_num_workers": 1}),
+        TranscribeOptions(language_window="speech"),
+    )
     for path in [SPEECH / "calls" / name for name in CALLS] + [long_call[0]]:
         with _Counting(old) as old_passes:
             reference = transcribe_audio(path, old)
@@ -111,7 +135,48 @@ def test_detecting_on_the_first_chunk_changes_no_word_of_the_test_calls(
         assert ours.languages == reference.languages
         # one encoder pass less per channel: the detection's output is decoded
         assert new_passes.calls == old_passes.calls - len(ours.languages), path.name
+        # ... all of them on the shared two-worker model; the old path on the single one
+        assert new_passes.by_workers[1] == 0 and old_passes.by_workers == {1: old_passes.calls}
     assert ours.params["options"]["language_window"] == "first_chunk"
+
+
+def test_concurrent_streams_report_progress_in_the_calling_thread_and_pass_errors_on(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No model: each stream's work is a stub that reports progress from its own thread."""
+    from earwitness.transcription.types import ChannelResult
+
+    engine = SpeechEngine(settings)
+    streams: list[tuple[np.ndarray, int | None]] = [(np.zeros(16), 0), (np.zeros(16), 1)]
+    threads: list[str] = []
+    both = threading.Barrier(2, timeout=30)  # each waits for the other: they run at once
+
+    def stub(audio: np.ndarray, channel: int | None, progress: Any, workers: int) -> Any:
+        threads.append(threading.current_thread().name)
+        both.wait()
+        for frac in (0.5, 1.0):
+            progress(frac)
+        if channel == 1 and fail:
+            raise RuntimeError("channel 1 broke")
+        return ChannelResult(channel, "en", 1.0, f"model-{workers}", [], [])
+
+    monkeypatch.setattr(engine, "_transcribe", stub)
+    seen: list[tuple[int, float, str]] = []
+
+    def report(index: int, frac: float) -> None:
+        seen.append((index, frac, threading.current_thread().name))
+
+    fail = False
+    results = engine.transcribe_streams(streams, report)
+    assert [(r.channel, r.model) for r in results] == [(0, "model-2"), (1, "model-2")]
+    assert len(threads) == 2 and all(name.startswith("ew-asr") for name in threads)
+    assert {t for *_, t in seen} == {threading.current_thread().name}
+    for index in (0, 1):
+        assert [f for i, f, _ in seen if i == index] == [0.5, 1.0]
+    fail = True
+    both.reset()
+    with pytest.raises(RuntimeError, match="channel 1 broke"):
+        engine.transcribe_streams(streams, report)
 
 
 def test_a_pinned_encoding_is_returned_only_for_exactly_its_features(settings: Settings) -> None:
@@ -151,3 +216,30 @@ def test_the_batched_path_loses_no_utterance_and_adds_none_in_silence(
             and seg.start < u["end_s"] + 0.3
             for u in utterances
         ), f"segment {seg.start:.2f}-{seg.end:.2f} {seg.text!r} lies in silence"
+
+
+def test_one_vad_run_gives_both_region_sets_of_each_channel() -> None:
+    """``stream_regions`` equals the two ``speech_regions`` passes, from one model run."""
+    from earwitness.recordings.probe import decode_channels
+    from earwitness.transcription.timing import _VadReuse, speech_regions, stream_regions
+
+    reuse = _VadReuse.installed()
+    model, runs = reuse.model, []
+
+    def counting(audio: np.ndarray, *args: Any, **kwargs: Any) -> np.ndarray:
+        runs.append(len(audio))
+        return model(audio, *args, **kwargs)
+
+    for name in CALLS:
+        for channel in decode_channels(SPEECH / "calls" / name):
+            reuse.model = counting
+            try:
+                voice, decode = stream_regions(channel)
+                assert len(runs) == 1, "the VAD model runs once for both passes"
+                reference = speech_regions(channel), speech_regions(channel, purpose="decode")
+                assert len(runs) == 3, "unpinned, each pass runs the model as before"
+            finally:
+                reuse.model = model
+            runs.clear()
+            assert voice and decode
+            assert (voice, decode) == reference, name

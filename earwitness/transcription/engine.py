@@ -19,7 +19,11 @@ encoder passes are most of the cost on CPU. The language of a stream is detected
 encoder output of its first chunk and that same output is decoded (:class:`_EncoderReuse`)
 instead of encoding 30 s of speech once more just to name the language: one encoder pass
 less per channel: half the encoder passes of a short stereo call, ~6 % of a 2–3 minute one,
-with the same output (benchmarks/README.md). Batching chunks (faster-whisper's
+with the same output (benchmarks/README.md). A stereo call's two channels are decoded at
+the same time (:meth:`SpeechEngine.transcribe_streams`) on one model instance with two
+CTranslate2 workers of one core each: one beam search leaves the second core mostly idle
+even with two threads (its work is largely serial, and spinning OpenMP threads cost CPU),
+two channels at once fill both; same output, bit for bit. Batching chunks (faster-whisper's
 ``BatchedInferencePipeline``, ``TranscribeOptions.batch_size``) is opt-in: on 2 CPU cores it
 was 1.2× faster on real calls but changed words in 3 of 4 of them (``bench_transcription``).
 """
@@ -27,8 +31,11 @@ was 1.2× faster on real calls but changed words in 3 of 4 of them (``bench_tran
 from __future__ import annotations
 
 import dataclasses
+import os
+import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,8 +58,8 @@ from earwitness.transcription.timing import (
     place_words,
     plan_chunks,
     snap_edges,
-    speech_regions,
     split_segment,
+    stream_regions,
     uncovered_regions,
 )
 from earwitness.transcription.types import (
@@ -64,6 +71,8 @@ from earwitness.transcription.types import (
 )
 
 ProgressFn = Callable[[float], None]
+#: progress of several streams: (index of the stream, fraction of it done)
+StreamsProgressFn = Callable[[int, float], None]
 
 
 @dataclass(frozen=True)
@@ -125,24 +134,42 @@ class TranscribeOptions:
         }
 
 
-_MODELS: dict[tuple[str, str, str], Any] = {}
+_MODELS: dict[tuple[str, str, str, int], Any] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def load_whisper(spec: ModelSpec, device: str, compute_type: str) -> Any:
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def load_whisper(spec: ModelSpec, device: str, compute_type: str, workers: int = 1) -> Any:
     """A cached faster-whisper model; ServiceUnavailable when it cannot be loaded.
 
     The model's files are hashed (and checked, when bundled) before the first load.
+    ``workers`` > 1: one instance for that many concurrent decodes (CTranslate2 workers
+    sharing the weights, each with its share of the cores, at least one). It is cached
+    apart from the single-stream instance, whose one decode keeps all of CTranslate2's
+    default threads (the mono path, one stream, would be slower on one core).
     """
-    key = (spec.source, device, compute_type)
+    key = (spec.source, device, compute_type, workers)
     model_files(spec)
     with _MODELS_LOCK:
         if key not in _MODELS:
             from faster_whisper import WhisperModel
 
+            pool: dict[str, int] = {}
+            if workers > 1:
+                pool = {"num_workers": workers, "cpu_threads": max(1, min(4, _cores() // workers))}
             try:
                 model = WhisperModel(
-                    spec.source, device=device, compute_type=compute_type, local_files_only=True
+                    spec.source,
+                    device=device,
+                    compute_type=compute_type,
+                    local_files_only=True,
+                    **pool,
                 )
                 _EncoderReuse.install(model)
                 _MODELS[key] = model
@@ -231,15 +258,17 @@ class SpeechEngine:
         """SHA-256 of every file of each model this engine has decoded with, by label."""
         return {label: model_files(spec) for label, spec in sorted(self._used.items())}
 
-    def _model(self, spec: ModelSpec) -> Any:
+    def _model(self, spec: ModelSpec, workers: int = 1) -> Any:
         self._used[spec.label] = spec
-        return load_whisper(spec, self.settings.whisper_device, self.settings.whisper_compute_type)
+        return load_whisper(
+            spec, self.settings.whisper_device, self.settings.whisper_compute_type, workers
+        )
 
-    def detect_language(self, speech: np.ndarray) -> tuple[str, float]:
+    def detect_language(self, speech: np.ndarray, workers: int = 1) -> tuple[str, float]:
         """Language of (up to 30 s of) speech, restricted to ``options.languages``."""
         if self.options.language:
             return self.options.language, 1.0
-        model = self._model(self.multilingual)
+        model = self._model(self.multilingual, workers)
         lang, prob, ranked = model.detect_language(speech[: 30 * SAMPLE_RATE])
         return self._allowed(str(lang), float(prob), ranked)
 
@@ -253,15 +282,15 @@ class SpeechEngine:
                 lang, prob = best
         return str(lang), float(prob)
 
-    def _detect_on_chunk(self, piece: np.ndarray) -> tuple[str, float, Any]:
+    def _detect_on_chunk(self, piece: np.ndarray, workers: int = 1) -> tuple[str, float, Any]:
         """Language of one chunk from its encoder output, kept to decode it with.
 
         Returns the features and encoder output as a pair (``None`` when the language
         is forced or the model cannot reuse an encoding).
         """
-        model = self._model(self.multilingual)
+        model = self._model(self.multilingual, workers)
         if self.options.language or _EncoderReuse.of(model) is None:
-            return (*self.detect_language(piece), None)
+            return (*self.detect_language(piece, workers), None)
         features = first_window(model, piece)
         encoded = model.encode(features)
         ranked = [(str(t[2:-2]), float(p)) for t, p in model.model.detect_language(encoded)[0]]
@@ -276,19 +305,71 @@ class SpeechEngine:
         self, audio: np.ndarray, *, channel: int | None, progress: ProgressFn | None = None
     ) -> ChannelResult:
         """Transcribe 16 kHz mono float32 audio; times are seconds from its start."""
+        return self._transcribe(audio, channel, progress, workers=1)
+
+    def transcribe_streams(
+        self,
+        streams: Sequence[tuple[np.ndarray, int | None]],
+        progress: StreamsProgressFn | None = None,
+    ) -> list[ChannelResult]:
+        """Several independent streams (a stereo call's channels), results in their order.
+
+        With ``settings.whisper_num_workers`` > 1 the streams are decoded at the same time,
+        each in its own thread, on one model instance with that many CTranslate2 workers:
+        one beam search leaves a second core mostly idle (much of it is serial), two
+        streams at once fill it. Each stream is decoded exactly as by
+        :meth:`transcribe_stream` (same model, same inputs; only the cores differ), so the
+        result is the same, word for word and time for time. ``progress`` is called in
+        the calling thread only (a job's progress writer need not be thread-safe).
+        """
+        workers = min(self.settings.whisper_num_workers, len(streams))
+        if workers <= 1:
+            return [
+                self.transcribe_stream(
+                    audio,
+                    channel=channel,
+                    progress=None if progress is None else _stream_progress(progress, i),
+                )
+                for i, (audio, channel) in enumerate(streams)
+            ]
+        _ = self.multilingual  # resolved once here, not raced for in the threads
+        events: queue.SimpleQueue[tuple[int, float | None]] = queue.SimpleQueue()
+
+        def one(i: int, audio: np.ndarray, channel: int | None) -> ChannelResult:
+            try:
+                return self._transcribe(
+                    audio, channel, lambda frac: events.put((i, frac)), workers=workers
+                )
+            finally:
+                events.put((i, None))  # done (or failed: its future holds the error)
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="ew-asr") as pool:
+            futures = [pool.submit(one, i, a, ch) for i, (a, ch) in enumerate(streams)]
+            running = len(futures)
+            while running:
+                index, frac = events.get()
+                if frac is None:
+                    running -= 1
+                elif progress is not None:
+                    progress(index, frac)
+        return [f.result() for f in futures]
+
+    def _transcribe(
+        self, audio: np.ndarray, channel: int | None, progress: ProgressFn | None, workers: int
+    ) -> ChannelResult:
         timing = self.options.timing
-        voice = speech_regions(audio, timing)
+        voice, decode_regions = stream_regions(audio, timing)
         if not voice:
             return ChannelResult(channel, None, 0.0, "", [], [])
-        chunks = plan_chunks(speech_regions(audio, timing, purpose="decode"), timing)
+        chunks = plan_chunks(decode_regions, timing)
         encoded = None
         if self.options.language_window == "speech":
             speech = np.concatenate([c.audio(audio) for c in chunks])
-            language, probability = self.detect_language(speech)
+            language, probability = self.detect_language(speech, workers)
         else:
-            language, probability, encoded = self._detect_on_chunk(chunks[0].audio(audio))
+            language, probability, encoded = self._detect_on_chunk(chunks[0].audio(audio), workers)
         spec = self.spec_for(language)
-        model = self._model(spec)
+        model = self._model(spec, workers)
         reuse = _EncoderReuse.of(model) if spec == self.multilingual else None
         decoder = _ChunkDecoder(model, spec, self.options, language, channel)
         segments: list[SegmentOut] = []
@@ -322,6 +403,10 @@ class SpeechEngine:
         return ChannelResult(
             channel, language, probability, spec.label, segments, voice, decoder.dropped
         )
+
+
+def _stream_progress(progress: StreamsProgressFn, index: int) -> ProgressFn:
+    return lambda frac: progress(index, frac)
 
 
 class _ChunkDecoder:

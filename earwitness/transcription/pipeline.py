@@ -1,7 +1,8 @@
 """Recording → transcript: channels, ASR, diarization, roles, stored idempotently.
 
 Stereo calls are transcribed channel by channel (the channel is the speaker,
-exactly) and merged by time, overlaps kept. Mono and dual-mono calls are
+exactly; the channels at the same time, see ``SpeechEngine.transcribe_streams``) and
+merged by time, overlaps kept. Mono and dual-mono calls are
 transcribed once and split into speakers by a :class:`MonoDiarizer`. Storing
 replaces an earlier transcript of the same recording and model in one
 transaction, so re-running a job (after a crash, or on purpose) never
@@ -87,12 +88,13 @@ def transcribe_audio(
     results: list[ChannelResult] = []
     if info.speech_channels >= 2 and not force_mono:
         n = audio.shape[0]
-        for ch in range(n):
+        done = [0.0] * n
 
-            def report(frac: float, ch: int = ch) -> None:
-                progress(5 + 90 * (ch + frac) / n, f"channel {ch}")
+        def report(ch: int, frac: float) -> None:
+            done[ch] = frac  # channels may run at the same time: report their sum
+            progress(5 + 90 * sum(done) / n, f"channel {ch}")
 
-            results.append(engine.transcribe_stream(audio[ch], channel=ch, progress=report))
+        results += engine.transcribe_streams([(audio[ch], ch) for ch in range(n)], report)
         segments = sorted((s for r in results for s in r.segments), key=lambda s: (s.start, s.end))
         roles = assign_channel_roles(segments, channel_map)
         diarization, diar_params = "channel", {}
