@@ -299,21 +299,14 @@ def _old_page(session: Session, f: CallFilter, limit: int, offset: int) -> dict[
     ``call_summary``, a count over a subquery, FastAPI's encoding of the response model."""
     from fastapi.encoders import jsonable_encoder
     from sqlalchemy import func
-    from sqlalchemy.orm import selectinload
 
     from earwitness.api.routes.calls import CallPage
-    from earwitness.telephony.queries import call_summary, filtered_calls
+    from earwitness.telephony.queries import filtered_calls
+    from tests.test_sla_scale import old_call_page
 
-    rows = session.scalars(
-        filtered_calls(f)
-        .options(selectinload(Call.recordings))
-        .order_by(Call.entered_at.desc(), Call.id.desc())
-        .limit(limit)
-        .offset(offset)
-    ).unique()
     total = session.scalar(select(func.count()).select_from(filtered_calls(f).subquery()))
     page = {"total": total, "limit": limit, "offset": offset,
-            "items": [call_summary(r) for r in rows]}  # fmt: skip
+            "items": old_call_page(session, f, limit, offset)}  # fmt: skip
     return json.loads(json.dumps(jsonable_encoder(CallPage.model_validate(page))))
 
 
