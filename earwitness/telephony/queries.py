@@ -16,6 +16,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    true,
 )
 from sqlalchemy.orm import Session, joinedload, selectinload
 
@@ -29,6 +30,8 @@ from earwitness.models import (
     Recording,
 )
 from earwitness.telephony.agents import Span, time_in_states
+from earwitness.telephony.identities import MANUAL
+from earwitness.telephony.live_view import AgentLabels
 from earwitness.telephony.persist import SlaDefaults, target_for
 from earwitness.telephony.records import CallOutcome, CallRecord
 from earwitness.telephony.rings import SlaTarget
@@ -102,14 +105,16 @@ def call_records(session: Session, f: CallFilter) -> list[CallRecord]:
     return [to_record(r) for r in rows]
 
 
-def live_records(session: Session) -> list[CallRecord]:
+def live_records(session: Session, but_source: str | None = None) -> list[CallRecord]:
     """The calls in progress, as ``call_records(CallFilter(outcome="in_progress"))`` reads
     them, with their queue, agent and attempts' agents loaded up front: the wallboard reads
     this on every change (issue 17), and one query per call and attempt made a burst of 50
-    calls cost ~100 ms a snapshot."""
+    calls cost ~100 ms a snapshot. ``but_source``: leave that source's calls out (the
+    tracker's, when its memory serves them)."""
     query = (
         filtered_calls(CallFilter(outcome="in_progress"))
         .where(Call.kind != "outbound")
+        .where(Call.source != but_source if but_source else true())
         .options(
             selectinload(Call.attempts).joinedload(AgentAttempt.agent),
             joinedload(Call.queue),
@@ -125,26 +130,40 @@ def target_of(session: Session, queue: str | None, defaults: SlaDefaults) -> Sla
     return target_for(row, defaults)
 
 
-def agent_states(session: Session) -> dict[str, str]:
+def agent_states(session: Session, but_source: str | None = None) -> dict[str, str]:
     """agent -> ringing|talking for calls in progress (others are not listed)."""
     states: dict[str, str] = {}
+    other = Call.source != but_source if but_source else true()
     ringing = session.scalars(
         select(AgentAttempt)
         .join(Call)
-        .where(AgentAttempt.result == "ringing", Call.outcome == "in_progress")
+        .where(AgentAttempt.result == "ringing", Call.outcome == "in_progress", other)
         .options(joinedload(AgentAttempt.agent))
     ).all()
     for attempt in ringing:
         states[attempt.agent.name or attempt.agent.interface] = "ringing"
     talking = session.scalars(
         select(Call)
-        .where(Call.outcome == "in_progress", Call.answered_at.is_not(None))
+        .where(Call.outcome == "in_progress", Call.answered_at.is_not(None), other)
         .options(joinedload(Call.agent))
     ).all()
     for call in talking:
         if call.agent is not None:
             states[call.agent.name or call.agent.interface] = "talking"
     return states
+
+
+def agent_labels(session: Session) -> AgentLabels:
+    """Agent names as the database holds them, for labelling calls read from the tracker's
+    memory (``live_view``): two small reads, one row per agent identifier."""
+    manual: dict[str, str] = {}
+    learned: dict[str, str] = {}
+    for identifier, name, source in session.execute(
+        select(AgentIdentity.identifier, AgentIdentity.name, AgentIdentity.source)
+    ):
+        (manual if source == MANUAL else learned)[identifier] = name
+    rows = {i: n for i, n in session.execute(select(Agent.interface, Agent.name)) if n}
+    return AgentLabels(manual, learned, rows)
 
 
 def call_summary(row: Call) -> dict[str, Any]:

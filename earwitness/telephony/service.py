@@ -32,7 +32,8 @@ from earwitness.telephony.agents import AgentBoard, AgentState
 from earwitness.telephony.ami import AmiClient, AmiMessage
 from earwitness.telephony.ami.protocol import event_time
 from earwitness.telephony.ami.state import AmiState
-from earwitness.telephony.calls import EventNote, QueueVisit, TrackedCall, Transfer
+from earwitness.telephony.calls import Attempt, EventNote, QueueVisit, TrackedCall, Transfer
+from earwitness.telephony.live_view import shows
 from earwitness.telephony.persist import (
     DbWriter,
     SessionWrite,
@@ -92,6 +93,10 @@ class PbxService:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._writer: DbWriter | None = None  # database writes, off the loop
+        # The wallboard's calls (issue 17): linkedid -> the snapshot last handed to the
+        # writer. Replaced, never changed in place, so API threads read it without a lock;
+        # None until hydrated (until then the database is the only complete view).
+        self._live: dict[str, TrackedCall] | None = None
 
     # -- Service protocol ------------------------------------------------------------
     def start(self) -> None:
@@ -110,6 +115,23 @@ class PbxService:
             self._thread.join(15)
         if self._writer is not None:
             self._writer.close()
+
+    def live_calls(self) -> list[TrackedCall] | None:
+        """Calls in progress as the tracker knows them now, ahead of the writer (read-only
+        snapshots); None before the service has taken over the calls left in progress."""
+        live = self._live
+        return None if live is None else list(live.values())
+
+    def _publish(self, call: TrackedCall) -> None:
+        """On the loop: the call's newest snapshot replaces the old one on the wallboard
+        (or leaves it), and live views are woken without waiting for the commit."""
+        live = dict(self._live or {})
+        if shows(call):
+            live[call.linkedid] = call
+        elif live.pop(call.linkedid, None) is None:
+            return  # never shown, still not shown: nothing to wake anyone for
+        self._live = live
+        live_changes.bump()
 
     def recording_notice(self) -> str | None:
         """Why recordings will not reach earwitness, when that is knowable at start."""
@@ -191,6 +213,11 @@ class PbxService:
                     answered_at=row.answered_at,
                     time_source="event" if row.time_source == "event" else "receipt",
                     # kept, so re-saving the call after the restart does not drop them
+                    # (nor its ring-outs from the SLA; names stay the rows' own)
+                    attempts=[
+                        Attempt(a.agent.interface, None, a.rang_at, a.ended_at, a.result)
+                        for a in row.attempts
+                    ],
                     visits=[
                         QueueVisit(v.queue.name, v.joined_at, v.left_at, v.result)
                         for v in row.visits
@@ -214,6 +241,8 @@ class PbxService:
                     self.recording.setdefault(
                         row.linkedid, f"{RECORDING_SUBDIR}/{_safe(row.linkedid)}.wav"
                     )
+        calls = self.tracker.calls.values()
+        self._live = {c.linkedid: _snapshot(c) for c in calls if shows(c)}
 
     async def _on_event(self, message: AmiMessage) -> None:
         self.last_seen = datetime.fromtimestamp(message.received_at, UTC)
@@ -262,6 +291,7 @@ class PbxService:
         # The snapshot carries the events noted since the last save; the live call starts
         # afresh, or every later save would store those events again.
         call.notes = []
+        self._publish(snapshot)
         self._write_batched(self._call_write(snapshot))
         if call.merged_into is None and call.ended_at is not None:
             self.tracker.release(call)

@@ -24,10 +24,12 @@ from earwitness.masking import redact
 from earwitness.models import Call
 from earwitness.runtime import Runtime
 from earwitness.telephony.identities import all_identities, set_name
+from earwitness.telephony.live_view import TRACKER_SOURCE, live_agent_states, live_record
 from earwitness.telephony.persist import SlaDefaults, live_changes
 from earwitness.telephony.queries import (
     CallFilter,
     agent_board,
+    agent_labels,
     agent_states,
     call_movement,
     call_page,
@@ -36,6 +38,7 @@ from earwitness.telephony.queries import (
     live_records,
     target_of,
 )
+from earwitness.telephony.service import PbxService
 from earwitness.telephony.sla import SlaFigures, live_snapshot
 from earwitness.telephony.sla_export import XLSX_MEDIA_TYPE, heading, to_csv, to_xlsx
 from earwitness.telephony.sla_sql import sla_groups
@@ -327,9 +330,19 @@ def sla_json(g: SlaFigures) -> dict[str, Any]:
 
 
 def _live(runtime: Runtime) -> dict[str, Any]:
+    tracker = _tracker(runtime)
+    tracked = tracker.live_calls() if tracker is not None else None
     with runtime.db.session() as session:
-        in_progress = live_records(session)  # as call_records(in_progress), eagerly
-        states = agent_states(session)
+        if tracked is None:  # the tracker runs elsewhere (or not yet): what it committed
+            in_progress = live_records(session)  # as call_records(in_progress), eagerly
+            states = agent_states(session)
+        else:  # its calls from its memory, ahead of its writer; other sources' saved calls
+            labels = agent_labels(session)
+            in_progress = live_records(session, but_source=TRACKER_SOURCE)
+            in_progress += [live_record(c, labels) for c in tracked]
+            in_progress.sort(key=lambda r: r.entered_at)
+            states = agent_states(session, but_source=TRACKER_SOURCE)
+            states.update(live_agent_states(tracked, labels))
         now = datetime.now(UTC)
         zone = zone_named(runtime.settings.timezone)
         day = day_start(local_day(now, zone), zone)  # today in the configured zone
@@ -377,11 +390,18 @@ COALESCE_S = 0.05
 
 
 def _tracker_here(runtime: Runtime) -> bool:
-    """Whether this process runs the PBX tracker, so its commits are announced in-process;
+    """Whether this process runs the PBX tracker, so its changes are announced in-process;
     otherwise (``earwitness tracker`` or another ``serve`` leads) the stream follows the
     database for other processes' commits."""
     service = runtime.services.get("ami")
     return service is not None and bool(getattr(service, "is_leader", True))
+
+
+def _tracker(runtime: Runtime) -> PbxService | None:
+    """The PBX tracker, when this process leads it."""
+    service = runtime.services.get("ami")
+    service = getattr(service, "service", service)  # behind its LeaderGate
+    return service if isinstance(service, PbxService) else None
 
 
 @router.get("/api/live/stream")
