@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from earwitness.runtime import Runtime
+from earwitness.telephony.agents import AgentState
 from earwitness.telephony.calls import agent_interface
 from earwitness.telephony.identities import set_name
 from earwitness.telephony.live_view import live_agent_states, live_record
@@ -23,7 +24,13 @@ from earwitness.telephony.queries import agent_labels, agent_states, live_record
 from earwitness.telephony.records import CallRecord
 from earwitness.telephony.service import PbxService
 from tests.accounts_helpers import api_client
-from tests.test_live_push import _batched_service, _messages, _pbx_settings, _queue_call
+from tests.test_live_push import (
+    _batched_service,
+    _messages,
+    _pbx_settings,
+    _queue_call,
+    _snapshots,
+)
 
 
 def _ordered(records: list[CallRecord]) -> list[CallRecord]:
@@ -148,3 +155,49 @@ def test_restarted_tracker_takes_over_calls_in_progress_with_their_ring_outs(
     rona_call.last_event_at = datetime.now(UTC)
     second._save(rona_call)  # e.g. the resync after the restart re-saves it
     assert _database(runtime)[0] == before[0]
+
+
+def test_stream_shows_the_trackers_change_while_the_writer_is_held_then_the_saved_part(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """The stream must not wait for the database: calls the tracker saw appear while the
+    writer cannot commit; once it commits, the database part (members) follows."""
+    service, gate = _batched_service(runtime, tmp_path)
+    service._live = {}
+    runtime.services["ami"] = service
+    callers = {f"1370000000{n}" for n in range(3)}
+    try:
+        with (
+            api_client(runtime) as api,
+            api.stream(
+                "GET", "/api/live/stream", params={"interval_s": 30, "max_events": 20}
+            ) as stream,
+        ):
+            snapshots = _snapshots(stream.iter_lines())
+            _, first = next(snapshots)
+            assert first["waiting"] == [] and first["members"] == []
+            for n, caller in enumerate(sorted(callers)):
+                service._save(_queue_call(f"held-{n}", caller))
+            service._save_agents(
+                [AgentState("PJSIP/2001", "Lucy", "available", None, datetime.now(UTC))]
+            )
+            for _, snapshot in snapshots:
+                if {w["caller"] for w in snapshot["waiting"]} == callers:
+                    break
+            else:
+                raise AssertionError("the stream never showed the calls the tracker saw")
+            assert snapshot["members"] == []  # the writer is held: nothing committed yet
+            with runtime.db.session() as session:
+                assert live_records(session) == []
+            gate.release.set()
+            for _, snapshot in snapshots:
+                if [m["agent"] for m in snapshot["members"]] == ["Lucy"]:
+                    break
+            else:
+                raise AssertionError("the saved member never reached the stream")
+            assert {w["caller"] for w in snapshot["waiting"]} == callers
+    finally:
+        runtime.services.pop("ami", None)
+        gate.release.set()
+        assert service._writer is not None
+        service._writer.close()

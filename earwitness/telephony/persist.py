@@ -317,6 +317,7 @@ class LiveChanges:
     def __init__(self) -> None:
         self._lock = _threading.Lock()
         self._version = 0
+        self._commits = 0
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
         self._followers: dict[str, _Follower] = {}
 
@@ -324,10 +325,17 @@ class LiveChanges:
     def version(self) -> int:
         return self._version
 
-    def bump(self) -> None:
-        """Something the live views show was committed: wake every waiter."""
+    @property
+    def commits(self) -> int:
+        """Bumps that were commits (not changes the tracker's memory shows first)."""
+        return self._commits
+
+    def bump(self, committed: bool = True) -> None:
+        """Something the live views show changed (``committed``: in the database; else in
+        the tracker's memory, ahead of its writer): wake every waiter."""
         with self._lock:
             self._version += 1
+            self._commits += committed
             waiters = list(self._waiters)
         for loop, future in waiters:
             with suppress(RuntimeError):  # that stream's loop is closed: nobody to wake

@@ -131,7 +131,7 @@ class PbxService:
         elif live.pop(call.linkedid, None) is None:
             return  # never shown, still not shown: nothing to wake anyone for
         self._live = live
-        live_changes.bump()
+        live_changes.bump(committed=False)
 
     def recording_notice(self) -> str | None:
         """Why recordings will not reach earwitness, when that is knowable at start."""
@@ -146,7 +146,8 @@ class PbxService:
             "ok": state == AmiState.CONNECTED,
             "configured": True,
             "host": f"{self.settings.ami_host}:{self.settings.ami_port}",
-            "calls_tracked": sum(1 for c in self.tracker.calls.values() if c.is_call),
+            # list(): one C-level copy, as the loop thread may add a call meanwhile
+            "calls_tracked": sum(1 for c in list(self.tracker.calls.values()) if c.is_call),
             "resyncs": self.resyncs,
             "queue_log_bytes_read": self.queue_log_bytes_read,
             "saved": self.saved,

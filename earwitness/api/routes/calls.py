@@ -6,7 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import nullcontext
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -23,8 +23,14 @@ from earwitness.errors import Forbidden, NotFound
 from earwitness.masking import redact
 from earwitness.models import Call
 from earwitness.runtime import Runtime
+from earwitness.telephony.calls import TrackedCall
 from earwitness.telephony.identities import all_identities, set_name
-from earwitness.telephony.live_view import TRACKER_SOURCE, live_agent_states, live_record
+from earwitness.telephony.live_view import (
+    TRACKER_SOURCE,
+    AgentLabels,
+    live_agent_states,
+    live_record,
+)
 from earwitness.telephony.persist import SlaDefaults, live_changes
 from earwitness.telephony.queries import (
     CallFilter,
@@ -38,6 +44,8 @@ from earwitness.telephony.queries import (
     live_records,
     target_of,
 )
+from earwitness.telephony.records import CallRecord
+from earwitness.telephony.rings import SlaTarget
 from earwitness.telephony.service import PbxService
 from earwitness.telephony.sla import SlaFigures, live_snapshot
 from earwitness.telephony.sla_export import XLSX_MEDIA_TYPE, heading, to_csv, to_xlsx
@@ -329,53 +337,82 @@ def sla_json(g: SlaFigures) -> dict[str, Any]:
     return out
 
 
-def _live(runtime: Runtime) -> dict[str, Any]:
-    tracker = _tracker(runtime)
-    tracked = tracker.live_calls() if tracker is not None else None
+@dataclass(frozen=True)
+class _Saved:
+    """What the wallboard reads from the database. ``labels`` is set when the tracker's own
+    calls are left out (they come from its memory, labelled with these names)."""
+
+    labels: AgentLabels | None
+    records: list[CallRecord]
+    states: dict[str, str]
+    members: list[dict[str, Any]]
+    target: SlaTarget
+
+
+def _read_saved(runtime: Runtime, but_tracker: bool) -> _Saved:
+    but = TRACKER_SOURCE if but_tracker else None
     with runtime.db.session() as session:
-        if tracked is None:  # the tracker runs elsewhere (or not yet): what it committed
-            in_progress = live_records(session)  # as call_records(in_progress), eagerly
-            states = agent_states(session)
-        else:  # its calls from its memory, ahead of its writer; other sources' saved calls
-            labels = agent_labels(session)
-            in_progress = live_records(session, but_source=TRACKER_SOURCE)
-            in_progress += [live_record(c, labels) for c in tracked]
-            in_progress.sort(key=lambda r: r.entered_at)
-            states = agent_states(session, but_source=TRACKER_SOURCE)
-            states.update(live_agent_states(tracked, labels))
         now = datetime.now(UTC)
         zone = zone_named(runtime.settings.timezone)
         day = day_start(local_day(now, zone), zone)  # today in the configured zone
-        members = agent_board(session, day, now)
-        target = target_of(session, None, _defaults(runtime))
-        ami = runtime.services.get("ami")
-    snap = live_snapshot(in_progress, now, target, states)
+        return _Saved(
+            labels=agent_labels(session) if but_tracker else None,
+            records=live_records(session, but_source=but),  # eagerly, in one read
+            states=agent_states(session, but_source=but),
+            members=agent_board(session, day, now),
+            target=target_of(session, None, _defaults(runtime)),
+        )
+
+
+def _compose(runtime: Runtime, saved: _Saved, tracked: list[TrackedCall] | None) -> dict[str, Any]:
+    """The wallboard now: the saved part, plus the tracker's calls from its memory."""
+    in_progress, states = saved.records, saved.states
+    if tracked is not None and saved.labels is not None:
+        labels = saved.labels
+        in_progress = sorted(
+            [*in_progress, *(live_record(c, labels) for c in tracked)], key=lambda r: r.entered_at
+        )
+        states = {**states, **live_agent_states(tracked, labels)}
+    now = datetime.now(UTC)
+    snap = live_snapshot(in_progress, now, saved.target, states)
     waiting = [
         {
             "caller": r.caller,
             "queue": r.queue,
             "entered_at": r.entered_at,
-            "wait_s": (datetime.now(UTC) - r.entered_at).total_seconds(),
+            "wait_s": (now - r.entered_at).total_seconds(),
         }
         for r in in_progress
         if not r.answered
     ]
+    ami = runtime.services.get("ami")
     return jsonable_encoder(
         {
             **asdict(snap),
             "agents": states,
             # Queue members as app_queue reports them: state now (paused + reason, available,
             # in_call, ringing, logged_out...), since when, seconds in each state today (local day).
-            "members": members,
+            "members": saved.members,
             "waiting": waiting,
             "pbx": ami.health() if ami is not None else {"configured": False},
         }
     )
 
 
-def _live_for(runtime: Runtime, who: Principal) -> dict[str, Any]:
-    snapshot = _live(runtime)
+def _live(runtime: Runtime) -> dict[str, Any]:
+    tracker = _tracker(runtime)
+    tracked = tracker.live_calls() if tracker is not None else None
+    # Without the tracker's memory (it runs elsewhere, or has not taken over yet), its
+    # calls are what it committed.
+    return _compose(runtime, _read_saved(runtime, tracked is not None), tracked)
+
+
+def _shown_to(who: Principal, snapshot: dict[str, Any]) -> dict[str, Any]:
     return shown(who, snapshot, {w["caller"] for w in snapshot["waiting"]})
+
+
+def _live_for(runtime: Runtime, who: Principal) -> dict[str, Any]:
+    return _shown_to(who, _live(runtime))
 
 
 @router.get("/api/live")
@@ -387,6 +424,11 @@ def live(runtime: RuntimeDep, who: PrincipalDep) -> dict[str, Any]:
 #: Least time between two snapshots of one stream: a burst of tracker saves (50 calls
 #: joining at once) becomes a few snapshots, not one per save.
 COALESCE_S = 0.05
+#: Least time between two database reads of one stream while the tracker's memory serves
+#: its calls: members' states and other sources' calls are at most this much older than
+#: the calls (a read cost 30-110 ms on a loaded 2-core host; on every change it was most
+#: of the latency from an AMI event to the wallboard, issue 17).
+SAVED_EVERY_S = 0.25
 
 
 def _tracker_here(runtime: Runtime) -> bool:
@@ -404,6 +446,66 @@ def _tracker(runtime: Runtime) -> PbxService | None:
     return service if isinstance(service, PbxService) else None
 
 
+class _Board:
+    """One stream's wallboard: the tracker's calls read from its memory on every change,
+    the database part re-read in the background at most every ``SAVED_EVERY_S`` after a
+    commit (and every ``interval_s`` regardless), so a change the tracker saw never waits
+    for a database read. Without the tracker here, every snapshot reads the database."""
+
+    def __init__(self, runtime: Runtime, who: Principal, interval_s: float) -> None:
+        self.runtime, self.who, self.interval_s = runtime, who, interval_s
+        self.saved: _Saved | None = None
+        self.refresh: asyncio.Future[_Saved] | None = None
+        self.read_at = 0.0
+        self.commits = -1
+
+    def _due(self, now: float) -> bool:
+        age = now - self.read_at
+        changed = live_changes.commits != self.commits
+        return self.saved is None or age >= self.interval_s or (changed and age >= SAVED_EVERY_S)
+
+    async def snapshot(self) -> dict[str, Any]:
+        tracker = _tracker(self.runtime)
+        tracked = tracker.live_calls() if tracker is not None else None
+        if tracked is None:
+            self.saved = None
+            return await asyncio.to_thread(_live_for, self.runtime, self.who)
+        loop = asyncio.get_running_loop()
+        if self.refresh is not None and self.refresh.done():
+            self.saved, self.refresh = self.refresh.result(), None
+        if self.refresh is None and self._due(loop.time()):
+            self.read_at, self.commits = loop.time(), live_changes.commits
+            self.refresh = asyncio.ensure_future(asyncio.to_thread(_read_saved, self.runtime, True))
+            if self.saved is None:  # the first snapshot waits for it
+                self.saved, self.refresh = await self.refresh, None
+        saved = self.saved
+        assert saved is not None
+        return await asyncio.to_thread(
+            lambda: _shown_to(self.who, _compose(self.runtime, saved, tracked))
+        )
+
+    async def wait(self, seen: int) -> None:
+        """Until a change, the background read's end, a commit's read falling due, or
+        ``interval_s``."""
+        timeout = self.interval_s
+        if self.refresh is None and self.saved is not None and live_changes.commits != self.commits:
+            # A commit came in less than SAVED_EVERY_S after the last read: read it then.
+            due_in = self.read_at + SAVED_EVERY_S - asyncio.get_running_loop().time()
+            timeout = min(timeout, max(0.0, due_in))
+        changed = asyncio.ensure_future(live_changes.wait(seen, timeout))
+        ends: set[asyncio.Future[Any]] = {changed}
+        if self.refresh is not None:
+            ends.add(self.refresh)
+        try:
+            await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+
+    def close(self) -> None:
+        if self.refresh is not None:
+            self.refresh.cancel()
+
+
 @router.get("/api/live/stream")
 async def live_stream(
     request: Request,
@@ -412,28 +514,32 @@ async def live_stream(
     interval_s: Annotated[float, Query(ge=0.2, le=60)] = 1.0,
     max_events: Annotated[DbInt | None, Query(ge=1)] = None,
 ) -> StreamingResponse:
-    """Server-sent events: a ``snapshot`` event as soon as the tracker has saved a change
+    """Server-sent events: a ``snapshot`` event as soon as the tracker has seen a change
     (at most one per 50 ms), and at least one per ``interval_s`` (waits keep growing)."""
 
     async def events() -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         sent = 0
+        board = _Board(runtime, who, interval_s)
         following = nullcontext() if _tracker_here(runtime) else live_changes.follow(runtime.db)
         with following:
-            while not await request.is_disconnected():
-                seen = live_changes.version  # before reading: a save meanwhile wakes us again
-                began = loop.time()
-                payload = await asyncio.to_thread(_live_for, runtime, who)
-                last = loop.time()
-                yield f"event: snapshot\ndata: {json.dumps(payload)}\n\n".encode()
-                sent += 1
-                if max_events is not None and sent >= max_events:
-                    return
-                await live_changes.wait(seen, interval_s)
-                # Coalesce: at most one snapshot per 50 ms, and never more than half the
-                # time spent reading snapshots (a loaded host must keep CPU for the writer).
-                gap = max(COALESCE_S, last - began)
-                await asyncio.sleep(max(0.0, gap - (loop.time() - last)))
+            try:
+                while not await request.is_disconnected():
+                    seen = live_changes.version  # before reading: a change meanwhile wakes us
+                    began = loop.time()
+                    payload = await board.snapshot()
+                    last = loop.time()
+                    yield f"event: snapshot\ndata: {json.dumps(payload)}\n\n".encode()
+                    sent += 1
+                    if max_events is not None and sent >= max_events:
+                        return
+                    await board.wait(seen)
+                    # Coalesce: at most one snapshot per 50 ms, and never more than half the
+                    # time spent reading snapshots (a loaded host must keep CPU for the writer).
+                    gap = max(COALESCE_S, last - began)
+                    await asyncio.sleep(max(0.0, gap - (loop.time() - last)))
+            finally:
+                board.close()
 
     return StreamingResponse(events(), media_type="text/event-stream")
 
