@@ -76,7 +76,7 @@ def serve(pbx: Asterisk, source: Path, tmp: Path) -> tuple[subprocess.Popen[byte
     port = free_port()
     env = {
         **os.environ,
-        "PYTHONPATH": str(source) + os.pathsep + os.environ.get("EW_EXTRA_PATH", ""),
+        "PYTHONPATH": str(source),
         "EARWITNESS_DATA_DIR": str(tmp / "data"),
         "EARWITNESS_DEMO": "never",
         "EARWITNESS_AMI_HOST": pbx.ami_host,
