@@ -16,7 +16,7 @@ from earwitness.config import Settings, load_settings
 from earwitness.db import redact_url
 from earwitness.errors import ConfigError, EarwitnessError
 from earwitness.logs import configure_logging
-from earwitness.runtime import Runtime
+from earwitness.runtime import Runtime, settle_heap
 
 app = typer.Typer(
     help="earwitness: complaint call evidence — SLA, recordings, transcripts, cases.",
@@ -66,8 +66,10 @@ def serve(
             f"(database {redact_url(runtime.db.url)}, worker {settings.worker_mode})"
         )
         _print_first_login_url(runtime)
+        api = create_app(runtime=runtime)
+        settle_heap()
         uvicorn.run(
-            create_app(runtime=runtime),
+            api,
             host=settings.host,
             port=settings.port,
             log_config=None,
@@ -214,6 +216,7 @@ def tracker() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         runtime.start_services()
+        settle_heap()
         console.print(f"tracker for {settings.ami_host}:{settings.ami_port} (standby until leader)")
         while not stop.wait(1.0):
             pass
