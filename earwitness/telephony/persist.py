@@ -147,8 +147,12 @@ def save_tracked(session: Session, call: TrackedCall, defaults: SlaDefaults) -> 
     row.time_source = call.time_source
     apply_record(session, row, call.record(), defaults, call.agent_name)
     for note in call.notes:
-        row.events.append(
+        # Added from the event's side: appending to ``row.events`` loaded every event the
+        # call had so far (each save of a 50-call burst re-read them all, issue 17); the
+        # back-reference appends to an unloaded collection without loading it.
+        session.add(
             CallEvent(
+                call=row,
                 at=note.at,
                 time_source=note.time_source,
                 name=note.name,
@@ -193,9 +197,10 @@ def save_tracked(session: Session, call: TrackedCall, defaults: SlaDefaults) -> 
 
 
 def load_tracked(session: Session, linkedids: Iterable[str]) -> None:
-    """Load these tracker calls with everything :func:`save_tracked` replaces or appends to
-    (events, attempts, visits, transfers) in one query per table, into the session; saving
-    each then finds them there instead of loading each collection lazily (issue 17)."""
+    """Load these tracker calls with everything :func:`save_tracked` replaces (attempts,
+    visits, transfers) in one query per table, into the session; saving each then finds
+    them there instead of loading each collection lazily (issue 17). Not their events:
+    saving only adds to those, without loading them."""
     keys = sorted(set(linkedids))
     # The session's identity map holds clean objects weakly: keep them for its lifetime,
     # or they (and their loaded collections) are gone before the saves look them up.
@@ -205,7 +210,6 @@ def load_tracked(session: Session, linkedids: Iterable[str]) -> None:
             select(Call)
             .where(Call.source == "ami", Call.linkedid.in_(chunk))
             .options(
-                selectinload(Call.events),
                 selectinload(Call.attempts),
                 selectinload(Call.visits),
                 selectinload(Call.transfers),
