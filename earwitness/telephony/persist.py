@@ -161,39 +161,64 @@ def save_tracked(session: Session, call: TrackedCall, defaults: SlaDefaults) -> 
             )
         )
     call.notes.clear()
-    row.attempts = [
-        AgentAttempt(
-            agent=agent_row(session, a.agent, a.name),
-            rang_at=a.rang_at,
-            ended_at=a.ended_at,
-            result=a.result,
-        )
-        for a in call.attempts
-    ]
-    row.visits = [
-        QueueVisit(
-            queue=queue_row(session, v.queue, defaults),
-            joined_at=v.joined_at,
-            left_at=v.left_at,
-            wait_s=v.wait_s(),
-            result=v.result,
-        )
-        for v in call.visits
-    ]
-    row.transfers = [
-        CallTransfer(
-            kind=t.kind,
-            at=t.at,
-            transferer=t.transferer,
-            target=t.target[:120],
-            result=t.result[:40],
-            answered_at=t.answered_at,
-            answered_by=t.answered_by,
-        )
-        for t in call.transfers
-    ]
+    _sync(
+        row.attempts,
+        AgentAttempt,
+        [
+            {
+                "agent": agent_row(session, a.agent, a.name),
+                "rang_at": a.rang_at,
+                "ended_at": a.ended_at,
+                "result": a.result,
+            }
+            for a in call.attempts
+        ],
+    )
+    _sync(
+        row.visits,
+        QueueVisit,
+        [
+            {
+                "queue": queue_row(session, v.queue, defaults),
+                "joined_at": v.joined_at,
+                "left_at": v.left_at,
+                "wait_s": v.wait_s(),
+                "result": v.result,
+            }
+            for v in call.visits
+        ],
+    )
+    _sync(
+        row.transfers,
+        CallTransfer,
+        [
+            {
+                "kind": t.kind,
+                "at": t.at,
+                "transferer": t.transferer,
+                "target": t.target[:120],
+                "result": t.result[:40],
+                "answered_at": t.answered_at,
+                "answered_by": t.answered_by,
+            }
+            for t in call.transfers
+        ],
+    )
     session.flush()
     return row
+
+
+def _sync(rows: list[Any], cls: type[Any], wanted: list[dict[str, Any]]) -> None:
+    """Make a call's child rows (attempts, visits, transfers: lists the tracker only appends
+    to or updates in place) hold ``wanted``, in order, changing only what differs. Replacing
+    the whole list deleted and re-inserted every row on every save: ~100 saves of a call in
+    a burst, each rewriting all its rings (issue 17)."""
+    for row, values in zip(rows, wanted, strict=False):
+        for key, value in values.items():
+            if getattr(row, key) is not value and getattr(row, key) != value:
+                setattr(row, key, value)
+    del rows[len(wanted) :]
+    rows.extend(cls(**values) for values in wanted[len(rows) :])
 
 
 def load_tracked(session: Session, linkedids: Iterable[str]) -> None:
