@@ -22,6 +22,7 @@ from earwitness.models import (
     AgentAttempt,
     Call,
     Queue,
+    SlaAgentRollup,
     SlaDirtyInterval,
     SlaInterval,
 )
@@ -31,11 +32,12 @@ from earwitness.telephony.identities import set_name
 from earwitness.telephony.persist import save_imported
 from earwitness.telephony.queries import CallFilter
 from earwitness.telephony.records import CallOutcome, CallRecord
+from earwitness.telephony.sla import GroupBy
 from earwitness.telephony.sla_sql import _cover, _from_rollups, sla_groups, sla_groups_python
 from earwitness.timezones import zone_named
 from tests.test_sla_scale import DEFAULTS, START, same, store_fixed_calls
 
-GROUP_BYS = ("total", "queue", "hour", "day")  # group_by=agent reads the calls (per-call SQL)
+GROUP_BYS: tuple[GroupBy, ...] = ("total", "queue", "hour", "day", "agent")
 FILTERS = [
     CallFilter(),
     # Whole days in Shanghai: day rows in the middle, hours and quarters at the ends.
@@ -57,9 +59,13 @@ def check(session: Session, filters: list[CallFilter] = FILTERS, zones: list[str
         for f in filters:
             for zone_name in zones:
                 zone = zone_named(zone_name)
-                for queue in (None, "rescue") if group_by == "total" else (None,):
+                for queue in (None, "rescue") if group_by in ("total", "agent") else (None,):
                     old = sla_groups_python(session, f, group_by, zone, DEFAULTS, queue)
                     new = _from_rollups(session, f, group_by, zone, DEFAULTS, queue)
+                    if group_by == "agent" and (f.queue or f.queues):
+                        # The agent rows total every queue: a queue filter reads the calls.
+                        assert new is None, f
+                        new = sla_groups(session, f, group_by, zone, DEFAULTS, queue)
                     assert new is not None, (group_by, f, zone_name)
                     same(new, old)
 
@@ -268,6 +274,7 @@ def test_deleting_everything_leaves_nothing(small: Runtime) -> None:
             same(got, want)
         refresh(small)
         assert session.scalar(select(func.count()).select_from(SlaInterval)) == 0
+        assert session.scalar(select(func.count()).select_from(SlaAgentRollup)) == 0
 
 
 def test_services_start_builds_the_rollups_reports_will_read(rolled: Runtime) -> None:
@@ -286,6 +293,9 @@ def test_services_start_builds_the_rollups_reports_will_read(rolled: Runtime) ->
         }
         assert wanted <= kept_after
         assert not wanted <= kept
+        # The agent rows of the default target too (what group_by=agent reads).
+        default = sla_rollups.Profile.of(sla_sql.target_for(None, DEFAULTS))
+        assert sla_rollups.kept_profiles(session, agents=True) == {default}
     check_session_once(rolled)
 
 

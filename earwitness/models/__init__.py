@@ -12,6 +12,8 @@ from earwitness.models.recordings import Recording
 from earwitness.models.search import SearchSegment
 from earwitness.models.sla_rollups import (
     SlaAgentInterval,
+    SlaAgentRollup,
+    SlaAgentRollupProfile,
     SlaDirtyInterval,
     SlaInterval,
     SlaRollupProfile,
@@ -59,6 +61,8 @@ __all__ = [
     "SearchSegment",
     "Segment",
     "SlaAgentInterval",
+    "SlaAgentRollup",
+    "SlaAgentRollupProfile",
     "SlaDirtyInterval",
     "SlaInterval",
     "SlaRollupProfile",

@@ -53,9 +53,9 @@ from earwitness.models import (
     Call,
     Queue,
     SlaAgentInterval,
+    SlaAgentRollup,
     SlaDirtyInterval,
     SlaInterval,
-    SlaRollupProfile,
 )
 from earwitness.telephony import sla_rollups as rollups
 from earwitness.telephony.persist import SlaDefaults, target_for
@@ -167,10 +167,7 @@ def _grouping(
         return literal(0, BigInteger), lambda _v: TOTAL_KEY, 0
     if group_by == "agent":
         labels = {a.id: a.name or a.interface for a in session.scalars(select(Agent))}
-        answered_by = case(
-            (Call.answered_at.is_not(None), func.coalesce(Call.agent_id, 0)), else_=0
-        )
-        return answered_by, labels.get, max(labels, default=0)
+        return rollups.call_agent_key(), labels.get, max(labels, default=0)
     # A zone with one offset over the whole period (no DST change in it): group by the
     # local hour/day itself. Otherwise by UTC quarter-hour, mapped to local time here.
     offset = _fixed_offset(zone, f)
@@ -442,8 +439,14 @@ def _from_rollups(
     queue: str | None,
 ) -> list[SlaFigures] | None:
     """The figures from the roll-ups plus the calls of marked quarters and of the period's
-    partial quarters at either end; None when the roll-ups cannot answer this request."""
-    if group_by == "agent" or f.agent or f.outcome or f.caller or f.min_rings is not None:
+    partial quarters at either end; None when the roll-ups cannot answer this request.
+
+    ``group_by=agent`` reads ``sla_agent_rollups``, which total every queue: with a queue
+    filter (``?queue=``, or a user limited to some queues) it answers from the calls."""
+    if f.agent or f.outcome or f.caller or f.min_rings is not None:
+        return None
+    agents = group_by == "agent"
+    if agents and (f.queue or f.queues):
         return None
     b0 = None if f.start is None else -(-((f.start - _EPOCH) // _MICRO) // _Q_US)
     b1 = None if f.end is None else ((f.end - _EPOCH) // _MICRO) // _Q_US
@@ -470,12 +473,16 @@ def _from_rollups(
     for q in visible:
         by_profile[rollups.Profile.of(targets[q])].append(q)
 
-    kept, marked = _rollup_state(session)
+    kept, marked = _rollup_state(session, agents)
     if not set(by_profile) <= kept or len(marked) > _REFRESH_AT:
+        new = set(by_profile) - kept
         rollups.try_refresh(
-            session.get_bind(), set(by_profile) - kept, fold=len(marked) > _REFRESH_AT
+            session.get_bind(),
+            () if agents else new,
+            fold=len(marked) > _REFRESH_AT,
+            add_agents=new if agents else (),
         )
-        kept, marked = _rollup_state(session)
+        kept, marked = _rollup_state(session, agents)
     if not set(by_profile) <= kept:
         return None
     if b0 is None or b1 is None:  # open period: from the first call's quarter to the last's
@@ -516,7 +523,7 @@ def _from_rollups(
     grains = [
         g
         for g, seconds in rollups.GRAIN_S.items()
-        if group_by in ("total", "queue")
+        if group_by in ("total", "queue", "agent")
         or (group_s % seconds == 0 and all(o % seconds == 0 for o in offsets))
     ]
     pieces = _cover(b0, b1, marked, grains)
@@ -531,6 +538,9 @@ def _from_rollups(
                 known[value] = TOTAL_KEY
             elif group_by == "queue":
                 known[value] = names.get(value, NO_QUEUE) if value else NO_QUEUE
+            elif agents:  # as ``_tallies`` names it: 0 (and an unknown id) is NO_AGENT
+                label = labels.get(value)
+                known[value] = label if label is not None else NO_AGENT
             else:
                 known[value] = time_name(value)
         return known[value]
@@ -558,6 +568,8 @@ def _from_rollups(
     # group_by=hour (~0.6 of 1 s), 720 objects parsed by json.loads cost ~0.1 s.
     agent_maps: list[Any] = []
     iv, ag = SlaInterval.__table__.c, SlaAgentInterval.__table__.c
+    if agents:  # the same columns, the agent in place of the queue
+        iv = SlaAgentRollup.__table__.c
     # SQLite: one bucket range per statement, a primary-key range scan each (an OR of
     # ranges can make it scan every row of the grain). PostgreSQL: one statement per grain
     # (a bitmap OR of index ranges); per range, marked quarters cost ~5 ms each.
@@ -573,9 +585,12 @@ def _from_rollups(
                 iv.seconds_us == profile.seconds_us,
                 iv.grain == grain,
                 rollups.grain_ranges(iv.bucket, span),
-                iv.queue_id == rollups.ALL_QUEUES if every_queue else iv.queue_id.in_(ids),
             ]
-            key = key_over(iv.bucket, iv.queue_id, grain).label("g")
+            if not agents:
+                cond.append(
+                    iv.queue_id == rollups.ALL_QUEUES if every_queue else iv.queue_id.in_(ids)
+                )
+            key = (iv.agent_id if agents else key_over(iv.bucket, iv.queue_id, grain)).label("g")
             rows += session.execute(
                 select(
                     key,
@@ -589,6 +604,8 @@ def _from_rollups(
                 .where(*cond)
                 .group_by(literal_column("g"), iv.cls, iv.rings)
             ).all()
+        if agents:
+            continue  # answered_by_agent: the group's own answered rows (below)
         agent_where = [
             ag.grain == grain,
             rollups.grain_ranges(ag.bucket, span),
@@ -615,8 +632,11 @@ def _from_rollups(
     if raw:
         call_queue = func.coalesce(Call.queue_id, 0)
         call_key = key_over(rollups.call_time_key(dialect), call_queue, rollups.QUARTER)
+        rona_key = call_key
         if group_by in ("hour", "day"):
-            call_key = rollups.call_time_key(dialect, size, shift)
+            call_key = rona_key = rollups.call_time_key(dialect, size, shift)
+        elif agents:
+            call_key, rona_key = rollups.call_agent_key(), AgentAttempt.__table__.c.agent_id
         where = [rollups.in_ranges(raw)]
         if allowed is not None:
             where.append(Call.queue_id.in_(visible))
@@ -632,9 +652,10 @@ def _from_rollups(
         ).all()
         rows += [
             (g, rollups.RONA, 0, n, None, None, 0)
-            for g, n in session.execute(rollups.call_ronas([call_key], where))
+            for g, n in session.execute(rollups.call_ronas([rona_key], where))
         ]
-        by_agent += session.execute(rollups.call_answered_by([call_key], where)).all()
+        if not agents:
+            by_agent += session.execute(rollups.call_answered_by([call_key], where)).all()
 
     tallies: defaultdict[str, Tally] = defaultdict(Tally)
     group_target: dict[str, SlaTarget] = {}
@@ -654,6 +675,8 @@ def _from_rollups(
                 tally.rings[int(r)] += n
                 if target.rings is None or r <= target.rings:
                     tally.within_target += int(within)
+                if agents and g:  # as ``_tallies``: an agent's row counts its own answers
+                    tally.by_agent[labels[int(g)]] += n
             elif c == rollups.ABANDONED:
                 tally.abandoned += n
                 tally.abandoned_first_ring += n if r <= 1 else 0
@@ -733,12 +756,10 @@ def _cover(
     return {g: rollups.runs(b) for g, b in chosen.items() if b}
 
 
-def _rollup_state(session: Session) -> tuple[set[rollups.Profile], list[int]]:
-    """The profiles kept and the marked quarters, as this session sees them now."""
-    kept = {
-        rollups.Profile(p, s)
-        for p, s in session.execute(select(SlaRollupProfile.period_ms, SlaRollupProfile.seconds_us))
-    }
+def _rollup_state(session: Session, agents: bool = False) -> tuple[set[rollups.Profile], list[int]]:
+    """The profiles kept (``agents``: for the agent rows) and the marked quarters, as this
+    session sees them now."""
+    kept = rollups.kept_profiles(session, agents)
     return kept, sorted(session.scalars(select(SlaDirtyInterval.bucket)))
 
 
@@ -758,19 +779,26 @@ def _time_buckets(
 
 
 def prepare_rollups(session: Session, defaults: SlaDefaults, wait_ms: int = 5_000) -> bool:
-    """Build the roll-ups every queue's current target reads and fold the marked quarters,
-    before the server answers its first report.
+    """Build the roll-ups every queue's current target reads (and the agent rows of the
+    default target, what ``group_by=agent`` without ``?queue=`` reads) and fold the marked
+    quarters, before the server answers its first report.
 
     Why at start: after the upgrade that added the roll-ups (every existing quarter marked)
     or a bulk import, the first ``/api/sla`` would otherwise rebuild a whole history inside
     one request (35-64 s at a million calls on a 2-core machine). False when a writer held
     the locks past ``wait_ms``; reports then build on first use, as before."""
     wanted = {rollups.Profile.of(target_for(q, defaults)) for q in session.scalars(select(Queue))}
-    wanted.add(rollups.Profile.of(target_for(None, defaults)))
+    agent_wanted = {rollups.Profile.of(target_for(None, defaults))}
+    wanted |= agent_wanted
     kept, marked = _rollup_state(session)
-    if wanted <= kept and len(marked) <= _REFRESH_AT:
+    kept_agents = rollups.kept_profiles(session, agents=True)
+    if wanted <= kept and agent_wanted <= kept_agents and len(marked) <= _REFRESH_AT:
         return True
     session.rollback()  # end this session's read snapshot before the refresh writes
     return rollups.try_refresh(
-        session.get_bind(), wanted - kept, fold=len(marked) > _REFRESH_AT, wait_ms=wait_ms
+        session.get_bind(),
+        wanted - kept,
+        fold=len(marked) > _REFRESH_AT,
+        wait_ms=wait_ms,
+        add_agents=agent_wanted - kept_agents,
     )
