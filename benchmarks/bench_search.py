@@ -40,7 +40,7 @@ from benchmarks.datagen import generate_segments, index_segments  # noqa: E402
 from earwitness.db import Database  # noqa: E402
 from earwitness.migrations import upgrade  # noqa: E402
 from earwitness.models import Segment  # noqa: E402
-from earwitness.runtime import settle_heap  # noqa: E402
+from earwitness.runtime import settle_process  # noqa: E402
 from earwitness.search import SearchOptions, search  # noqa: E402
 from earwitness.search.backends import ensure_pg_trgm_index  # noqa: E402
 from earwitness.search.normalize import to_simplified  # noqa: E402
@@ -210,7 +210,7 @@ def ms(values: list[float]) -> str:
 def measure(db: Database, label: str) -> list[str]:
     # As ``earwitness serve`` runs once set up: without it, a full collection over the
     # set-up's objects (and the old path's garbage) landed inside some timed searches.
-    settle_heap()
+    settle_process()
     lines: list[str] = []
     worst_p95, slowest_ratio = 0.0, float("inf")
     for name, q, like in CLASSES:

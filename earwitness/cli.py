@@ -16,7 +16,7 @@ from earwitness.config import Settings, load_settings
 from earwitness.db import redact_url
 from earwitness.errors import ConfigError, EarwitnessError
 from earwitness.logs import configure_logging
-from earwitness.runtime import Runtime, settle_heap
+from earwitness.runtime import Runtime, settle_process
 
 app = typer.Typer(
     help="earwitness: complaint call evidence — SLA, recordings, transcripts, cases.",
@@ -67,7 +67,7 @@ def serve(
         )
         _print_first_login_url(runtime)
         api = create_app(runtime=runtime)
-        settle_heap()
+        settle_process()
         uvicorn.run(
             api,
             host=settings.host,
@@ -216,7 +216,7 @@ def tracker() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         runtime.start_services()
-        settle_heap()
+        settle_process()
         console.print(f"tracker for {settings.ami_host}:{settings.ami_port} (standby until leader)")
         while not stop.wait(1.0):
             pass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -191,12 +192,24 @@ def configured_runtime() -> Iterator[Runtime]:
         runtime.close()
 
 
-def settle_heap() -> None:
-    """Put what start-up allocated (modules, the app, ORM mappers: ~200k objects) beyond
-    the garbage collector. Why: a full collection walked all of it, a 0.2-0.5 s pause of
-    every thread at the first burst of calls, the PBX tracker's and the wallboard's
-    included; that pause was the worst case of AMI event -> wallboard (issue 17). Objects
-    made later are collected as before; call once, when the long-running process is set up.
+#: How long a thread may hold the GIL while another waits for it (CPython's default: 5 ms).
+#: ``serve`` runs latency-bound threads (the AMI loop, the HTTP loop) beside CPU-bound ones
+#: (the tracker's writer, the in-process worker); each hand-over of the GIL to the former
+#: cost up to 5 ms, many times per AMI burst. 1 ms halved the wallboard's p99 in an A/B
+#: of ``python -m benchmarks ingest`` (issue 17); threads that compute in C (Whisper, hashes)
+#: release the GIL anyway.
+SWITCH_INTERVAL_S = 0.001
+
+
+def settle_process() -> None:
+    """Set up a long-running process (``serve``, ``tracker``) for steady latency, once set up.
+
+    - What start-up allocated (modules, the app, ORM mappers: ~200k objects) is put beyond
+      the garbage collector: a full collection walked all of it, a 0.2-0.5 s pause of every
+      thread at the first burst of calls, the worst case of AMI event -> wallboard (issue
+      17). Objects made later are collected as before.
+    - The GIL switch interval becomes :data:`SWITCH_INTERVAL_S`.
     """
     gc.collect()
     gc.freeze()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
