@@ -6,8 +6,10 @@
   goal: ratio >= 0.5. Three interleaved 10 s rounds (health, calls, ...), medians.
 - ``api_calls_2proc_pg``: the same ``GET /api/calls`` on PostgreSQL behind 2 API processes
   (ours, two wrk runs of 8 connections at once, one per process) vs 1 process (baseline,
-  16 connections); goal: ratio ~ 2 (not reachable on a 2-core host that also runs wrk and
-  PostgreSQL: the figure says how far it gets).
+  16 connections); goal: ratio ~ 2. On a 2-core host that also runs wrk and PostgreSQL
+  the line also says what the cores allow: the CPU milliseconds per request of the API
+  processes, PostgreSQL and wrk (from ``/proc``), the host's idle share, and the share of
+  ``cores / (CPU per request)`` the 2 processes reached.
 
 Latency percentiles (p50/p90/p99) are wrk's. Needs ``wrk`` (Debian: ``apt-get install -y wrk``)
 and PostgreSQL on 127.0.0.1:5432 (db ``test``). Run: ``python -m benchmarks api``.
@@ -15,12 +17,15 @@ and PostgreSQL on 127.0.0.1:5432 (db ``test``). Run: ``python -m benchmarks api`
 
 from __future__ import annotations
 
+import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +52,64 @@ SECONDS = 10
 ROUNDS = 3
 CONNECTIONS = 16
 CALLS = "/api/calls?limit=50"
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
+
+def _postgres_pids() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() == "postgres":
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def _host_cpu() -> tuple[float, float]:
+    """(idle, total) jiffies of the whole host."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return float(values[3] + values[4]), float(sum(values))
+
+
+def cpu_during(
+    api_pids: list[int], run: Callable[[], dict[str, float]]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``run``'s wrk figures, and the CPU seconds per request of the API processes,
+    PostgreSQL and wrk (this process's children) during it, and the host's idle share:
+    what says whether a second API process can still add throughput on this host."""
+    pg_before = {pid: _proc_cpu_s(pid) for pid in _postgres_pids()}
+    api_before = sum(_proc_cpu_s(pid) for pid in api_pids)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    idle0, total0 = _host_cpu()
+    result = run()
+    idle1, total1 = _host_cpu()
+    kids_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    api = sum(_proc_cpu_s(pid) for pid in api_pids) - api_before
+    pg = sum(_proc_cpu_s(pid) - pg_before.get(pid, 0.0) for pid in _postgres_pids())
+    wrk_s = (kids_after.ru_utime + kids_after.ru_stime) - (kids.ru_utime + kids.ru_stime)
+    requests = result["rps"] * SECONDS
+    return result, {
+        "api_ms": 1000 * api / requests,
+        "pg_ms": 1000 * pg / requests,
+        "wrk_ms": 1000 * wrk_s / requests,
+        "idle": (idle1 - idle0) / max(1.0, total1 - total0),
+    }
 
 
 def wrk(port: int, path: str, connections: int = CONNECTIONS) -> dict[str, float]:
@@ -171,12 +234,29 @@ def run() -> list[str]:
         try:
             wrk(ports[0], CALLS, 4)  # warm
             wrk(ports[1], CALLS, 4)
-            one = wrk(ports[0], CALLS)
-            two = wrk_both(ports, CALLS)
+            pids = [p.pid for p in procs]  # type: ignore[attr-defined]
+            one, cpu_one = cpu_during(pids, lambda: wrk(ports[0], CALLS))
+            two, cpu_two = cpu_during(pids, lambda: wrk_both(ports, CALLS))
             health = wrk(ports[0], "/api/health")
         finally:
             stop(procs)  # type: ignore[arg-type]
-        lines.append(fmt("api_calls_2proc_pg", two, one, "PostgreSQL, 2 processes vs 1"))
+        cores = os.cpu_count() or 1
+        per_request = cpu_two["api_ms"] + cpu_two["pg_ms"] + cpu_two["wrk_ms"]
+        ceiling = 1000 * cores / per_request  # req/s when every core does nothing else
+        lines.append(
+            fmt(
+                "api_calls_2proc_pg",
+                two,
+                one,
+                "PostgreSQL, 2 processes vs 1; CPU ms per request, 1 process: API "
+                f"{cpu_one['api_ms']:.2f}, PostgreSQL {cpu_one['pg_ms']:.2f}, wrk "
+                f"{cpu_one['wrk_ms']:.2f}, host idle {cpu_one['idle']:.0%}; 2 processes: API "
+                f"{cpu_two['api_ms']:.2f}, PostgreSQL {cpu_two['pg_ms']:.2f}, wrk "
+                f"{cpu_two['wrk_ms']:.2f}, host idle {cpu_two['idle']:.0%}; the {cores} cores "
+                f"can serve at most {ceiling:.0f} req/s at that cost, 2 processes reached "
+                f"{two['rps'] / ceiling:.0%} of it",
+            )
+        )
         lines.append(fmt("api_calls_vs_health_pg", one, health, "PostgreSQL, 1 process"))
     return lines
 
