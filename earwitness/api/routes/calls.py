@@ -431,16 +431,10 @@ COALESCE_S = 0.05
 SAVED_EVERY_S = 0.25
 
 
-def _tracker_here(runtime: Runtime) -> bool:
-    """Whether this process runs the PBX tracker, so its changes are announced in-process;
-    otherwise (``earwitness tracker`` or another ``serve`` leads) the stream follows the
-    database for other processes' commits."""
-    service = runtime.services.get("ami")
-    return service is not None and bool(getattr(service, "is_leader", True))
-
-
 def _tracker(runtime: Runtime) -> PbxService | None:
-    """The PBX tracker, when this process leads it."""
+    """The PBX tracker, when this process leads it (its changes are then announced
+    in-process; otherwise, ``earwitness tracker`` or another ``serve`` leading, the stream
+    follows the database for other processes' commits)."""
     service = runtime.services.get("ami")
     service = getattr(service, "service", service)  # behind its LeaderGate
     return service if isinstance(service, PbxService) else None
@@ -521,7 +515,8 @@ async def live_stream(
         loop = asyncio.get_running_loop()
         sent = 0
         board = _Board(runtime, who, interval_s)
-        following = nullcontext() if _tracker_here(runtime) else live_changes.follow(runtime.db)
+        here = _tracker(runtime) is not None
+        following = nullcontext() if here else live_changes.follow(runtime.db)
         with following:
             try:
                 while not await request.is_disconnected():
