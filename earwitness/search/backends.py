@@ -93,6 +93,14 @@ class SearchBackend(Protocol):
         ``node`` (False: not proven, count them)."""
         ...
 
+    def newest_of(
+        self, session: Session, node: Node, matching: Any, limit: int, keep: int
+    ) -> tuple[int, int, int, list[int]] | None:
+        """What :meth:`newest` answers for ``matching`` (the unfiltered matches of ``node``),
+        from a structure that serves the query tree directly, or None where there is none
+        for this tree (then :meth:`newest` reads the matches)."""
+        ...
+
 
 class SqliteFts5:
     name = "sqlite-fts5"
@@ -205,6 +213,11 @@ class SqliteFts5:
 
     def begin(self, session: Session) -> None:
         pass
+
+    def newest_of(
+        self, session: Session, node: Node, matching: Any, limit: int, keep: int
+    ) -> tuple[int, int, int, list[int]] | None:
+        return None  # FTS5 reads its doclists newest first already (see newest)
 
     def at_least(self, session: Session, node: Node, n: int) -> bool:
         """Count a subset of the matches in the word index: a substring term written in
@@ -454,6 +467,31 @@ class PostgresTrgm:
     def at_least(self, session: Session, node: Node, n: int) -> bool:
         return False
 
+    def newest_of(
+        self, session: Session, node: Node, matching: Any, limit: int, keep: int
+    ) -> tuple[int, int, int, list[int]] | None:
+        """The word index's newest matches from ``search_fts_postings`` (migration 0021),
+        read newest block first through its primary key: no GIN posting list read whole, no
+        heap page visited. Exact for trees of one-character terms, two-character Chinese
+        terms (their bigram key) and word prefixes of at most :data:`PREFIX_LEXEMES`
+        lexemes. One long term that is a single word (``the``) is a substring search, but
+        the segments holding it as a word are a subset of its matches: when that subset
+        alone passes ``limit`` the total is proven, and only the ``keep`` newest matches are
+        looked for by :meth:`newest`'s windows (a tenth of the work)."""
+        if isinstance(node, Term) and not node.short and node.kind != "fuzzy":
+            word = node.text
+            if not word.isalnum() or _lexemes(session, [word]) != {word: [word]}:
+                return None
+            postings = Postings(session, {node: [(1, word)]})
+            count, _, _, _ = postings.newest(node, limit, 0)
+            if count < limit:
+                return None
+            return limit, 0, 0, list(self.newest(session, matching, keep, keep)[3])
+        leaves = _postings_keys(session, node)
+        if leaves is None:
+            return None
+        return Postings(session, leaves).newest(node, limit, keep)
+
     def begin(self, session: Session) -> None:
         """Plan every statement for its own values: psycopg prepares a statement after five
         runs and PostgreSQL then may switch to a generic plan, which cannot know whether the
@@ -514,6 +552,141 @@ def _newest(
     row = session.execute(sa.select(*aggregates)).one()
     ids = [int(i) for i in row[3] or []] if keep else []
     return int(row[0]), int(row[1] or 0), int(row[2] or 0), ids
+
+
+# Segment ids per row of search_fts_postings: 2**12 (migration 0021's ``>> 12`` and ``& 4095``).
+BLOCK_BITS = 12
+# A word prefix (ok*) served from the postings expands to at most this many lexemes.
+PREFIX_LEXEMES = 64
+
+_Key = tuple[int, str]  # (gram, lexeme): 1 a lexeme, 2 "a b" adjacent one-character lexemes
+
+
+def _lexemes(session: Session, words: list[str]) -> dict[str, list[str]]:
+    """What PostgreSQL's ``simple`` configuration makes of each word: the postings key a
+    word stands for only when it is its one and only lexeme."""
+    rows = session.execute(
+        sa.text(
+            "SELECT w, ARRAY(SELECT lexeme FROM unnest(to_tsvector('simple'::regconfig, w))) "
+            "FROM unnest(CAST(:words AS text[])) AS w"
+        ),
+        {"words": words},
+    )
+    return {str(r[0]): list(r[1]) for r in rows}
+
+
+def _postings_keys(session: Session, node: Node) -> dict[Term, list[_Key]] | None:
+    """The postings keys whose union is each term's matches, or None when some term of the
+    tree has none (a substring, fuzzy or mixed-script term, a too-wide prefix)."""
+    terms: list[Term] = []
+
+    def collect(n: Node) -> bool:
+        if isinstance(n, Term):
+            terms.append(n)
+            return n.short and n.kind != "fuzzy"
+        kids = [*n.items, *(n.negated if isinstance(n, And) else ())]
+        return all(collect(k) for k in kids)
+
+    if not collect(node):
+        return None
+    phrases = {t: _word_phrase(t) for t in terms}
+    words = sorted({w for toks, _ in phrases.values() for w in toks})
+    lexemes = _lexemes(session, words)
+    if any(lexemes.get(w) != [w] for w in words):
+        return None
+    keys: dict[Term, list[_Key]] = {}
+    for term, (toks, prefix) in phrases.items():
+        if len(toks) == 2 and not prefix and all(len(t) == 1 for t in toks):
+            keys[term] = [(2, " ".join(toks))]
+        elif len(toks) == 1 and not prefix:
+            keys[term] = [(1, toks[0])]
+        elif len(toks) == 1:
+            found = list(
+                session.scalars(
+                    sa.text(
+                        "SELECT DISTINCT lexeme FROM search_fts_postings WHERE gram = 1 "
+                        "AND lexeme >= :low AND lexeme < :high ORDER BY lexeme LIMIT :n"
+                    ),
+                    {"low": toks[0], "high": toks[0][:-1] + chr(ord(toks[0][-1]) + 1),
+                     "n": PREFIX_LEXEMES + 1},
+                )
+            )  # fmt: skip
+            if len(found) > PREFIX_LEXEMES:
+                return None
+            keys[term] = [(1, str(lexeme)) for lexeme in found]
+        else:
+            return None
+    return keys
+
+
+class Postings:
+    """The newest matches of a query tree from ``search_fts_postings``, one window of
+    blocks at a time, newest first; each block's offsets combined in Python (sets), as the
+    tsquery would combine the terms row by row."""
+
+    def __init__(self, session: Session, keys: dict[Term, list[_Key]]) -> None:
+        self.session = session
+        self.keys = keys
+        every = sorted({k for ks in keys.values() for k in ks})
+        self.grams = [g for g, _ in every]
+        self.lexemes = [lexeme for _, lexeme in every]
+
+    def _window(self, low: int, high: int) -> dict[tuple[_Key, int], list[int]]:
+        if not self.grams:
+            return {}
+        rows = self.session.execute(
+            sa.text(
+                "SELECT p.gram, p.lexeme, p.block, p.ids FROM unnest(CAST(:grams AS smallint[]), "
+                "CAST(:lexemes AS text[])) AS k (gram, lexeme) JOIN search_fts_postings AS p "
+                "ON p.gram = k.gram AND p.lexeme = k.lexeme AND p.block BETWEEN :low AND :high"
+            ),
+            {"grams": self.grams, "lexemes": self.lexemes, "low": low, "high": high},
+        )
+        return {((int(r[0]), str(r[1])), int(r[2])): r[3] for r in rows}
+
+    def _offsets(self, node: Node, block: int, rows: dict[tuple[_Key, int], list[int]]) -> set[int]:
+        if isinstance(node, Term):
+            found: set[int] = set()
+            for key in self.keys[node]:
+                found.update(rows.get((key, block), ()))
+            return found
+        parts = [self._offsets(item, block, rows) for item in node.items]
+        if isinstance(node, Or):
+            return set().union(*parts)
+        out = set.intersection(*parts) if parts else set()
+        for item in node.negated:
+            if out:
+                out -= self._offsets(item, block, rows)
+        return out
+
+    def newest(self, node: Node, limit: int, keep: int) -> tuple[int, int, int, list[int]]:
+        lowest, highest = self.session.execute(
+            sa.text("SELECT min(segment_id), max(segment_id) FROM search_segments")
+        ).one()
+        if highest is None or limit <= 0:
+            return 0, 0, 0, []
+        first, top = int(lowest) >> BLOCK_BITS, int(highest) >> BLOCK_BITS
+        found: list[int] = []
+        span = 8
+        while top >= first:
+            bottom = max(first, top - span + 1)
+            rows = self._window(bottom, top)
+            for block in range(top, bottom - 1, -1):
+                base = block << BLOCK_BITS
+                offsets = sorted(self._offsets(node, block, rows), reverse=True)
+                found.extend(base + o for o in offsets)
+                if len(found) >= limit:
+                    found = found[:limit]
+                    return len(found), found[-1], found[0], found[:keep]
+            if found:  # the blocks still to read at the density seen so far, + 25 %
+                read = (int(highest) >> BLOCK_BITS) - bottom + 1
+                span = max(span, int(read * (limit - len(found)) / len(found) * 1.25) + 1)
+            else:
+                span *= 4
+            top = bottom - 1
+        if not found:
+            return 0, 0, 0, []
+        return len(found), found[-1], found[0], found[:keep]
 
 
 def backend_for(session: Session) -> SearchBackend:

@@ -1,0 +1,200 @@
+"""PostgreSQL's newest-first postings (migration 0021) hold exactly what the word index holds.
+
+``search_fts_postings`` is derived from ``search_fts_tsv`` by triggers; the search reads it
+instead of the GIN index for one- and two-character terms. These tests prove, on a generated
+corpus: every key's segments are exactly those the tsquery it stands for matches (a lexeme,
+or the phrase ``'a' <-> 'b'``); the table stays equal to a rebuild from scratch after
+inserts, deletes, updates, re-indexing and truncation; and the newest matches read from it
+are what sorting every match gives.
+"""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from benchmarks.datagen import generate_segments, index_segments
+from earwitness.models import SearchSegment
+from earwitness.runtime import Runtime
+from earwitness.search import SearchOptions, backends, search
+from earwitness.search.backends import backend_for
+from earwitness.search.indexer import index_recording, reindex_all
+from earwitness.search.query import parse_query
+
+# What the triggers should have produced, computed from scratch by the same definition.
+_REBUILT = """
+    SELECT g.gram, g.lexeme, s.segment_id >> 12 AS block,
+           array_agg((s.segment_id & 4095)::smallint ORDER BY s.segment_id) AS ids
+    FROM search_segments AS s, search_fts_grams(s.search_fts_tsv) AS g
+    GROUP BY 1, 2, 3
+"""
+
+
+@pytest.fixture
+def corpus(runtime: Runtime) -> Runtime:
+    if runtime.db.is_sqlite:
+        pytest.skip("PostgreSQL's structure: SQLite's FTS5 reads its doclists newest first")
+    with runtime.db.session() as session:
+        generate_segments(session, 1_500, seed=29)
+        index_segments(session)
+        session.commit()
+    return runtime
+
+
+def _differences(rt: Runtime) -> list[tuple[object, ...]]:
+    with rt.db.engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                sa.text(
+                    f"(SELECT gram, lexeme, block, ids FROM search_fts_postings EXCEPT "
+                    f"SELECT * FROM ({_REBUILT}) AS a) UNION ALL "
+                    f"(SELECT * FROM ({_REBUILT}) AS b EXCEPT "
+                    f"SELECT gram, lexeme, block, ids FROM search_fts_postings)"
+                )
+            )
+        ]
+
+
+def _segments_of(conn: sa.Connection, gram: int, lexeme: str) -> set[int]:
+    rows = conn.execute(
+        sa.text(
+            "SELECT (block << 12) + o FROM search_fts_postings, unnest(ids) AS o "
+            "WHERE gram = :g AND lexeme = :l"
+        ),
+        {"g": gram, "l": lexeme},
+    )
+    return {int(r[0]) for r in rows}
+
+
+def test_every_key_holds_exactly_what_its_tsquery_matches(corpus: Runtime) -> None:
+    with corpus.db.engine.connect() as conn:
+        keys = conn.execute(
+            sa.text("SELECT DISTINCT gram, lexeme FROM search_fts_postings ORDER BY 1, 2")
+        ).all()
+        grams = {g for g, _ in keys}
+        assert grams == {1, 2}, grams  # lexemes and two-character phrases both present
+        # every bigram and a spread of lexemes (all of them take a minute on this corpus)
+        unigrams = [k for k in keys if k[0] == 1]
+        checked = [k for k in keys if k[0] == 2] + unigrams[:: max(1, len(unigrams) // 150)]
+        for gram, lexeme in checked:
+            words = lexeme.split(" ")
+            query = " <-> ".join("'" + w.replace("'", "''") + "'" for w in words)
+            expected = {
+                int(r[0])
+                for r in conn.execute(
+                    sa.text(
+                        "SELECT segment_id FROM search_segments WHERE search_fts_tsv @@ "
+                        "to_tsquery('simple'::regconfig, :q)"
+                    ),
+                    {"q": query},
+                )
+            }
+            assert _segments_of(conn, gram, lexeme) == expected, (gram, lexeme)
+        assert len(checked) > 200
+
+
+def test_the_table_follows_every_change_to_the_index(corpus: Runtime) -> None:
+    assert _differences(corpus) == []
+    with corpus.db.session() as session:
+        rids = list(session.scalars(sa.select(SearchSegment.recording_id).distinct().limit(5)))
+        # re-indexing a recording deletes and inserts its rows
+        index_recording(session, rids[0])
+        # a deletion on its own
+        session.execute(sa.delete(SearchSegment).where(SearchSegment.recording_id == rids[1]))
+        # an update that changes the words of some rows (and of their neighbours' blocks)
+        session.execute(
+            sa.update(SearchSegment)
+            .where(SearchSegment.recording_id.in_(rids[2:4]))
+            .values(tokens="鑫 犇 迟 到 words here", norm="鑫犇迟到 words here")
+        )
+        session.commit()
+        updated = set(
+            session.scalars(
+                sa.select(SearchSegment.segment_id).where(SearchSegment.recording_id.in_(rids[2:4]))
+            )
+        )
+    assert _differences(corpus) == []
+    with corpus.db.engine.connect() as conn:
+        assert updated and _segments_of(conn, 2, "鑫 犇") == updated
+    report = reindex_all(corpus.db)
+    assert report.segments > 0
+    assert _differences(corpus) == []
+    with corpus.db.session() as session:
+        session.execute(sa.text("TRUNCATE search_segments"))
+        session.commit()
+    with corpus.db.engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM search_fts_postings")) == 0
+
+
+@pytest.mark.parametrize(
+    "q", ["您", "京", "迟到", "司机迟到", "投诉 -退款", "(京 OR 迟到) -您", "ok*", "ca*", "您 zq"]
+)
+def test_newest_matches_from_the_postings_are_the_sorted_matches(corpus: Runtime, q: str) -> None:
+    with corpus.db.session() as session:
+        every = sorted(
+            (
+                h.segment_id
+                for h in search(
+                    session, q, options=SearchOptions(count_cap=None, limit=10_000)
+                ).hits
+            ),
+            reverse=True,
+        )
+        backend = backend_for(session)
+        node = parse_query(q)
+        tree = backend.tree_ids(node)
+        assert tree is not None
+        matching = sa.select(tree.subquery("ids").c.sid).subquery("matching")
+        for n in (1, 9, 300, len(every), len(every) + 1):
+            top = every[:n]
+            expected = (len(top), top[-1], top[0]) if top else (0, 0, 0)
+            got = backend.newest_of(session, node, matching, n, min(n, 30))
+            assert got is not None, q  # served from the postings, not the GIN index
+            assert got[:3] == expected, (q, n)
+            assert got[3] == top[:30], (q, n)
+
+
+def test_what_the_postings_cannot_serve_falls_back(
+    corpus: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Substring, fuzzy and mixed-script terms are not in the postings; a prefix wider than
+    PREFIX_LEXEMES lexemes is left to the GIN index; a long single word is served only when
+    the segments holding it as a word prove the cap."""
+    with corpus.db.session() as session:
+        backend = backend_for(session)
+        matching = sa.select(sa.literal(1).label("sid")).subquery()
+        for q in ['"call you back"', "京a~", "京a", "refund OR 京"]:
+            assert backend.newest_of(session, parse_query(q), matching, 10, 5) is None, q
+        wide = session.scalar(
+            sa.text(
+                "SELECT count(DISTINCT lexeme) FROM search_fts_postings "
+                "WHERE gram = 1 AND lexeme LIKE 'th%'"
+            )
+        )
+        assert wide >= 3  # the, thank, third, this
+        assert backend.newest_of(session, parse_query("th*"), matching, 10, 5) is not None
+        monkeypatch.setattr(backends, "PREFIX_LEXEMES", wide - 1)
+        assert backend.newest_of(session, parse_query("th*"), matching, 10, 5) is None
+        # "the": fewer word matches than the limit asked for is no proof
+        words = session.scalar(
+            sa.text(
+                "SELECT sum(cardinality(ids)) FROM search_fts_postings "
+                "WHERE gram = 1 AND lexeme = 'the'"
+            )
+        )
+        assert words and words > 10
+        assert backend.newest_of(session, parse_query("the"), matching, words + 1, 5) is None
+        proven = backend.newest_of(session, parse_query("the"), _matching(backend, "the"), words, 5)
+        assert proven is not None and proven[0] == words
+        every = sorted(
+            (h.segment_id for h in search(session, "the", options=SearchOptions(
+                count_cap=None, limit=10_000)).hits),
+            reverse=True,
+        )  # fmt: skip
+        assert proven[3] == every[:5]
+
+
+def _matching(backend: object, q: str) -> sa.Subquery:
+    tree = backend.tree_ids(parse_query(q))  # type: ignore[attr-defined]
+    return sa.select(tree.subquery("ids").c.sid).subquery("matching")
