@@ -479,18 +479,35 @@ class PostgresTrgm:
         alone passes ``limit`` the total is proven, and only the ``keep`` newest matches are
         looked for by :meth:`newest`'s windows (a tenth of the work)."""
         if isinstance(node, Term) and not node.short and node.kind != "fuzzy":
-            word = node.text
-            if not word.isalnum() or _lexemes(session, [word]) != {word: [word]}:
-                return None
-            postings = Postings(session, {node: [(1, word)]})
-            count, _, _, _ = postings.newest(node, limit, 0)
-            if count < limit:
-                return None
-            return limit, 0, 0, list(self.newest(session, matching, keep, keep)[3])
+            return self._newest_substring(session, node, matching, limit, keep)
         leaves = _postings_keys(session, node)
         if leaves is None:
             return None
         return Postings(session, leaves).newest(node, limit, keep)
+
+    def _newest_substring(
+        self, session: Session, term: Term, matching: Any, limit: int, keep: int
+    ) -> tuple[int, int, int, list[int]] | None:
+        """A substring term: candidates from the keys every match must hold (call *you*
+        back*), newest first, checked with ``LIKE`` in one statement per window; given up
+        (None) when more than three candidates per match asked for are read. A single word
+        (``the``, also inside other words) has no such keys, but the segments holding it as
+        a word are a subset of its matches: when that subset alone passes ``limit`` the
+        total is proven, and only the ``keep`` newest matches are looked for by
+        :meth:`newest`'s windows (a tenth of the work; smallest and largest are then 0:
+        the caller needs them only up to the cap)."""
+        needs = _substring_needs(session, term.text)
+        if needs:
+            pattern = "%" + _like_escape(term.text) + "%"
+            postings = Postings(session, {term: needs}, recheck=pattern, budget=3 * limit)
+            return postings.newest(term, limit, keep)
+        word = term.text
+        if not word.isalnum() or _lexemes(session, [word]) != {word: [word]}:
+            return None
+        count, _, _, _ = Postings(session, {term: [[(1, word)]]}).newest(term, limit, 0) or (0,) * 4
+        if count < limit:
+            return None
+        return limit, 0, 0, list(self.newest(session, matching, keep, keep)[3])
 
     def begin(self, session: Session) -> None:
         """Plan every statement for its own values: psycopg prepares a statement after five
@@ -560,6 +577,9 @@ BLOCK_BITS = 12
 PREFIX_LEXEMES = 64
 
 _Key = tuple[int, str]  # (gram, lexeme): 1 a lexeme, 2 "a b" adjacent one-character lexemes
+# What a term asks of a segment's keys: each inner list is alternatives (any one will do),
+# every list must be met.
+_Needs = list[list[_Key]]
 
 
 def _lexemes(session: Session, words: list[str]) -> dict[str, list[str]]:
@@ -575,9 +595,24 @@ def _lexemes(session: Session, words: list[str]) -> dict[str, list[str]]:
     return {str(r[0]): list(r[1]) for r in rows}
 
 
-def _postings_keys(session: Session, node: Node) -> dict[Term, list[_Key]] | None:
-    """The postings keys whose union is each term's matches, or None when some term of the
-    tree has none (a substring, fuzzy or mixed-script term, a too-wide prefix)."""
+def _prefixed(session: Session, word: str) -> list[_Key] | None:
+    """The lexemes starting with ``word`` (the collation is "C": a range of the key), or
+    None when there are more than :data:`PREFIX_LEXEMES`."""
+    found = list(
+        session.scalars(
+            sa.text(
+                "SELECT DISTINCT lexeme FROM search_fts_postings WHERE gram = 1 "
+                "AND lexeme >= :low AND lexeme < :high ORDER BY lexeme LIMIT :n"
+            ),
+            {"low": word, "high": word[:-1] + chr(ord(word[-1]) + 1), "n": PREFIX_LEXEMES + 1},
+        )
+    )
+    return None if len(found) > PREFIX_LEXEMES else [(1, str(lexeme)) for lexeme in found]
+
+
+def _postings_keys(session: Session, node: Node) -> dict[Term, _Needs] | None:
+    """The postings keys that are exactly each term's matches, or None when some term of
+    the tree has none (a substring, fuzzy or mixed-script term, a too-wide prefix)."""
     terms: list[Term] = []
 
     def collect(n: Node) -> bool:
@@ -594,40 +629,93 @@ def _postings_keys(session: Session, node: Node) -> dict[Term, list[_Key]] | Non
     lexemes = _lexemes(session, words)
     if any(lexemes.get(w) != [w] for w in words):
         return None
-    keys: dict[Term, list[_Key]] = {}
+    keys: dict[Term, _Needs] = {}
     for term, (toks, prefix) in phrases.items():
         if len(toks) == 2 and not prefix and all(len(t) == 1 for t in toks):
-            keys[term] = [(2, " ".join(toks))]
+            keys[term] = [[(2, " ".join(toks))]]
         elif len(toks) == 1 and not prefix:
-            keys[term] = [(1, toks[0])]
-        elif len(toks) == 1:
-            found = list(
-                session.scalars(
-                    sa.text(
-                        "SELECT DISTINCT lexeme FROM search_fts_postings WHERE gram = 1 "
-                        "AND lexeme >= :low AND lexeme < :high ORDER BY lexeme LIMIT :n"
-                    ),
-                    {"low": toks[0], "high": toks[0][:-1] + chr(ord(toks[0][-1]) + 1),
-                     "n": PREFIX_LEXEMES + 1},
-                )
-            )  # fmt: skip
-            if len(found) > PREFIX_LEXEMES:
-                return None
-            keys[term] = [(1, str(lexeme)) for lexeme in found]
+            keys[term] = [[(1, toks[0])]]
+        elif len(toks) == 1 and (found := _prefixed(session, toks[0])) is not None:
+            keys[term] = [found]
         else:
             return None
     return keys
 
 
+def _cjk(token: str) -> bool:
+    return len(token) == 1 and is_cjk(token)
+
+
+def _substring_needs(session: Session, text: str) -> _Needs:
+    """Keys every segment containing the substring ``text`` holds (a superset of its
+    matches, to be checked with ``LIKE``). The word index splits the folded text into CJK
+    characters and maximal alphanumeric runs, so inside the substring: a CJK character is a
+    lexeme, two adjacent ones a bigram; a run with a character on both sides is a whole
+    lexeme; a run ending the substring starts a lexeme (a prefix); a run starting it may
+    be the end of a longer word and says nothing. Keys PostgreSQL would parse differently,
+    or too wide a prefix, are left out: fewer keys only widen the superset."""
+    runs: list[tuple[str, int, int]] = []  # (token, start, end), split as tokens() splits
+    begun: int | None = None
+    for k, ch in enumerate(text):
+        cjk = is_cjk(ch)
+        if cjk or not ch.isalnum():
+            if begun is not None:
+                runs.append((text[begun:k], begun, k))
+                begun = None
+            if cjk:
+                runs.append((ch, k, k + 1))
+        elif begun is None:
+            begun = k
+    if begun is not None:
+        runs.append((text[begun:], begun, len(text)))
+    needs: _Needs = []
+    words: list[str] = []
+    wanted: list[tuple[str, str]] = []  # (kind, word): "exact", "prefix", "pair"
+    for i, (word, start, end) in enumerate(runs):
+        if _cjk(word):
+            after = runs[i + 1] if i + 1 < len(runs) else None
+            if after and _cjk(after[0]) and after[1] == end:
+                wanted.append(("pair", word + " " + after[0]))
+                words += [word, after[0]]
+            elif not (i and _cjk(runs[i - 1][0]) and runs[i - 1][2] == start):
+                wanted.append(("exact", word))  # a CJK character with no neighbour in a pair
+                words.append(word)
+        elif start > 0 and end < len(text):
+            wanted.append(("exact", word))
+            words.append(word)
+        elif start > 0:
+            wanted.append(("prefix", word))
+            words.append(word)
+    lexemes = _lexemes(session, sorted(set(words))) if words else {}
+    for kind, word in wanted:
+        if any(lexemes.get(w) != [w] for w in word.split(" ")):
+            continue
+        if kind == "prefix":
+            found = _prefixed(session, word)
+            if found is not None:
+                needs.append(found)
+        else:
+            needs.append([(2 if kind == "pair" else 1, word)])
+    return needs
+
+
 class Postings:
     """The newest matches of a query tree from ``search_fts_postings``, one window of
     blocks at a time, newest first; each block's offsets combined in Python (sets), as the
-    tsquery would combine the terms row by row."""
+    tsquery would combine the terms row by row. With ``recheck`` (a ``LIKE`` pattern) the
+    keys give candidates and the pattern decides, segment by segment, newest first; when
+    the candidates stop paying (more than ``budget`` read, or fewer than one in three
+    matching), :meth:`newest` gives up."""
 
-    def __init__(self, session: Session, keys: dict[Term, list[_Key]]) -> None:
+    def __init__(
+        self, session: Session, keys: dict[Term, _Needs], recheck: str | None = None,
+        budget: int = 0,
+    ) -> None:  # fmt: skip
         self.session = session
         self.keys = keys
-        every = sorted({k for ks in keys.values() for k in ks})
+        self.recheck = recheck
+        self.budget = budget
+        every = sorted({k for needs in keys.values() for alts in needs for k in alts})
         self.grams = [g for g, _ in every]
         self.lexemes = [lexeme for _, lexeme in every]
 
@@ -646,10 +734,13 @@ class Postings:
 
     def _offsets(self, node: Node, block: int, rows: dict[tuple[_Key, int], list[int]]) -> set[int]:
         if isinstance(node, Term):
-            found: set[int] = set()
-            for key in self.keys[node]:
-                found.update(rows.get((key, block), ()))
-            return found
+            out: set[int] | None = None
+            for alternatives in self.keys[node]:
+                found: set[int] = set()
+                for key in alternatives:
+                    found.update(rows.get((key, block), ()))
+                out = found if out is None else out & found
+            return out or set()
         parts = [self._offsets(item, block, rows) for item in node.items]
         if isinstance(node, Or):
             return set().union(*parts)
@@ -659,7 +750,22 @@ class Postings:
                 out -= self._offsets(item, block, rows)
         return out
 
-    def newest(self, node: Node, limit: int, keep: int) -> tuple[int, int, int, list[int]]:
+    def _checked(self, ids: list[int]) -> list[int]:
+        """The candidates (newest first) whose text holds the substring, newest first."""
+        if not ids:
+            return []
+        kept = set(
+            self.session.scalars(
+                sa.text(
+                    "SELECT segment_id FROM search_segments WHERE segment_id = "
+                    "ANY(CAST(:ids AS integer[])) AND norm LIKE :pattern ESCAPE '\\'"
+                ),
+                {"ids": ids, "pattern": self.recheck},
+            )
+        )
+        return [i for i in ids if i in kept]
+
+    def newest(self, node: Node, limit: int, keep: int) -> tuple[int, int, int, list[int]] | None:
         lowest, highest = self.session.execute(
             sa.text("SELECT min(segment_id), max(segment_id) FROM search_segments")
         ).one()
@@ -667,22 +773,34 @@ class Postings:
             return 0, 0, 0, []
         first, top = int(lowest) >> BLOCK_BITS, int(highest) >> BLOCK_BITS
         found: list[int] = []
-        span = 8
+        read = 0  # candidates looked at (with a recheck)
+        span = 16  # 64 k ids: the newest 10 001 of a word in a quarter of the segments
         while top >= first:
             bottom = max(first, top - span + 1)
             rows = self._window(bottom, top)
+            window: list[int] = []
             for block in range(top, bottom - 1, -1):
                 base = block << BLOCK_BITS
                 offsets = sorted(self._offsets(node, block, rows), reverse=True)
-                found.extend(base + o for o in offsets)
-                if len(found) >= limit:
-                    found = found[:limit]
-                    return len(found), found[-1], found[0], found[:keep]
+                window.extend(base + o for o in offsets)
+                if self.recheck is None and len(found) + len(window) >= limit:
+                    break
+            if self.recheck is not None:
+                read += len(window)
+                window = self._checked(window)
+            found.extend(window)
+            if len(found) >= limit:
+                found = found[:limit]
+                return len(found), found[-1], found[0], found[:keep]
+            if self.recheck is not None and (
+                read > self.budget or (read >= 2_000 and 3 * len(found) < read)
+            ):
+                return None  # the keys say little about this substring: GIN's windows
             if found:  # the blocks still to read at the density seen so far, + 25 %
-                read = (int(highest) >> BLOCK_BITS) - bottom + 1
-                span = max(span, int(read * (limit - len(found)) / len(found) * 1.25) + 1)
+                blocks = (int(highest) >> BLOCK_BITS) - bottom + 1
+                span = max(span, int(blocks * (limit - len(found)) / len(found) * 1.25) + 1)
             else:
-                span *= 4
+                span *= 8
             top = bottom - 1
         if not found:
             return 0, 0, 0, []
