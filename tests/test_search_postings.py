@@ -11,6 +11,7 @@ are what sorting every match gives.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -19,23 +20,30 @@ from benchmarks.datagen import generate_segments, index_segments
 from earwitness.models import SearchSegment
 from earwitness.runtime import Runtime
 from earwitness.search import SearchOptions, backends, search
-from earwitness.search.backends import backend_for
+from earwitness.search.backends import Postings, _adjacent, backend_for
 from earwitness.search.indexer import index_recording, reindex_all
 from earwitness.search.query import Node, Term, parse_query
+from tests.conftest import _postgres_schema
 
 # What the triggers should have produced, computed from scratch by the same definition.
 _REBUILT = """
     SELECT g.gram, g.lexeme, s.segment_id >> 12 AS block,
-           array_agg((s.segment_id & 4095)::smallint ORDER BY s.segment_id) AS ids
+           array_agg((s.segment_id & 4095)::smallint ORDER BY s.segment_id) AS ids,
+           CASE WHEN g.gram = 1 THEN array_agg(g.mask ORDER BY s.segment_id) END AS masks
     FROM search_segments AS s, search_fts_grams(s.search_fts_tsv) AS g
     GROUP BY 1, 2, 3
 """
 
 
 @pytest.fixture
+def db_url() -> Iterator[str]:
+    """PostgreSQL only (this module's tests): SQLite's FTS5 reads its doclists newest first
+    and needs no such table."""
+    yield from _postgres_schema()
+
+
+@pytest.fixture
 def corpus(runtime: Runtime) -> Runtime:
-    if runtime.db.is_sqlite:
-        pytest.skip("PostgreSQL's structure: SQLite's FTS5 reads its doclists newest first")
     with runtime.db.session() as session:
         generate_segments(session, 1_500, seed=29)
         index_segments(session)
@@ -49,10 +57,10 @@ def _differences(rt: Runtime) -> list[tuple[object, ...]]:
             tuple(r)
             for r in conn.execute(
                 sa.text(
-                    f"(SELECT gram, lexeme, block, ids FROM search_fts_postings EXCEPT "
+                    f"(SELECT gram, lexeme, block, ids, masks FROM search_fts_postings EXCEPT "
                     f"SELECT * FROM ({_REBUILT}) AS a) UNION ALL "
                     f"(SELECT * FROM ({_REBUILT}) AS b EXCEPT "
-                    f"SELECT gram, lexeme, block, ids FROM search_fts_postings)"
+                    f"SELECT gram, lexeme, block, ids, masks FROM search_fts_postings)"
                 )
             )
         ]
@@ -94,6 +102,51 @@ def test_every_key_holds_exactly_what_its_tsquery_matches(corpus: Runtime) -> No
             }
             assert _segments_of(conn, gram, lexeme) == expected, (gram, lexeme)
         assert len(checked) > 200
+
+
+@pytest.mark.parametrize(
+    "words",
+    [["call", "you", "back"], ["the", "driver"], ["thank", "you"], ["司", "机", "迟", "到"],
+     ["您", "好"], ["you", "call"]],
+)  # fmt: skip
+def test_words_in_a_row_are_the_tsquery_phrase(corpus: Runtime, words: list[str]) -> None:
+    """The position masks decide a phrase of words as ``<->`` does (a segment whose words
+    sit beyond position 63 is left out: a subset, never a wrong member)."""
+    with corpus.db.session() as session:
+        expected = sorted(
+            session.scalars(
+                sa.text(
+                    "SELECT segment_id FROM search_segments WHERE search_fts_tsv @@ "
+                    "to_tsquery('simple'::regconfig, :q)"
+                ),
+                {"q": " <-> ".join(words)},
+            ),
+            reverse=True,
+        )
+        term = Term(" ".join(words))
+        keys = [(1, w) for w in words]
+        got = Postings(session, {term: [[k] for k in set(keys)]}, phrase=keys).newest(
+            term, 10_000, 10_000
+        )
+        assert got is not None
+        assert got[3] == expected, words
+    if words == ["you", "call"]:
+        assert expected == []  # the order matters
+    else:
+        assert expected
+
+
+def test_adjacency_of_position_masks() -> None:
+    def at(*positions: int) -> int:
+        return sum(1 << (p - 1) for p in positions)
+
+    assert _adjacent([at(3), at(4), at(5)])
+    assert _adjacent([at(6, 9), at(7, 10), at(8)])
+    assert not _adjacent([at(1, 9), at(2, 7), at(8)])  # each pair somewhere, never all three
+    assert not _adjacent([at(4), at(3)])  # order matters
+    assert not _adjacent([at(63), at(1)])
+    assert not _adjacent([at(3) | (1 << 63), at(4)])  # also beyond 63: unknown, not proof
+    assert not _adjacent([at(2) - (1 << 63), at(3)])  # the same as PostgreSQL's signed bigint
 
 
 def test_the_table_follows_every_change_to_the_index(corpus: Runtime) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import TextualSelect
@@ -488,26 +489,49 @@ class PostgresTrgm:
     def _newest_substring(
         self, session: Session, term: Term, matching: Any, limit: int, keep: int
     ) -> tuple[int, int, int, list[int]] | None:
-        """A substring term: candidates from the keys every match must hold (call *you*
-        back*), newest first, checked with ``LIKE`` in one statement per window; given up
-        (None) when more than three candidates per match asked for are read. A single word
-        (``the``, also inside other words) has no such keys, but the segments holding it as
-        a word are a subset of its matches: when that subset alone passes ``limit`` the
-        total is proven, and only the ``keep`` newest matches are looked for by
-        :meth:`newest`'s windows (a tenth of the work; smallest and largest are then 0:
-        the caller needs them only up to the cap)."""
+        """A substring term. Its words in a row (from the position masks; a single word:
+        its postings) are a subset of its matches, whenever the folded text puts the same
+        separators between those words in every segment: one space between words, none
+        between CJK characters — not so where CJK meets a letter or digit. When that
+        subset alone reaches ``limit`` the total is proven without reading one segment, and
+        only the ``keep`` newest matches are looked for (smallest and largest are then 0:
+        the caller needs them only up to the cap). Else, and for those newest, candidates
+        come from the keys every match must hold (call *you* back*), newest first, checked
+        with ``LIKE`` in one statement per window, given up (None) when they stop paying;
+        a term without such keys (``the`` may sit inside any word) falls to
+        :meth:`newest`'s windows."""
+        words = tokens(term.text).split()
+        cjk = [_cjk(w) for w in words]
+        if words and (all(cjk) or not any(cjk)):
+            lexemes = _lexemes(session, sorted(set(words)))
+            if all(lexemes.get(w) == [w] for w in words):
+                keys: list[_Key] = [(1, w) for w in words]
+                phrase = Postings(
+                    session,
+                    {term: [[k] for k in set(keys)]},
+                    phrase=keys if len(keys) > 1 else None,
+                ).newest(term, limit, 0)
+                if phrase is not None and phrase[0] >= limit:
+                    return limit, 0, 0, self._newest_checked(session, term, matching, keep)
+        needs = _substring_needs(session, term.text)
+        if not needs:
+            return None
+        pattern = "%" + _like_escape(term.text) + "%"
+        postings = Postings(session, {term: needs}, recheck=pattern, budget=3 * limit)
+        return postings.newest(term, limit, keep)
+
+    def _newest_checked(self, session: Session, term: Term, matching: Any, keep: int) -> list[int]:
+        """The ``keep`` newest matches of a substring term: checked candidates from its keys,
+        or the GIN windows where the keys say too little."""
         needs = _substring_needs(session, term.text)
         if needs:
             pattern = "%" + _like_escape(term.text) + "%"
-            postings = Postings(session, {term: needs}, recheck=pattern, budget=3 * limit)
-            return postings.newest(term, limit, keep)
-        word = term.text
-        if not word.isalnum() or _lexemes(session, [word]) != {word: [word]}:
-            return None
-        count, _, _, _ = Postings(session, {term: [[(1, word)]]}).newest(term, limit, 0) or (0,) * 4
-        if count < limit:
-            return None
-        return limit, 0, 0, list(self.newest(session, matching, keep, keep)[3])
+            found = Postings(session, {term: needs}, recheck=pattern, budget=3 * keep).newest(
+                term, keep, keep
+            )
+            if found is not None:
+                return found[3]
+        return list(self.newest(session, matching, keep, keep)[3])
 
     def begin(self, session: Session) -> None:
         """Plan every statement for its own values: psycopg prepares a statement after five
@@ -699,47 +723,70 @@ def _substring_needs(session: Session, text: str) -> _Needs:
     return needs
 
 
+_Rows = dict[tuple[_Key, int], tuple[list[int], list[int] | None]]
+# Bit 63 of a mask: the lexeme also holds a position beyond 63, where adjacency is unknown.
+_BEYOND = 1 << 63
+
+
+def _adjacent(masks: list[int]) -> bool:
+    """Whether the words whose position masks these are stand in a row somewhere (word k at
+    position p + k). A mask with a position beyond 63 proves nothing (False)."""
+    run = -1
+    for k, mask in enumerate(masks):
+        mask &= (1 << 64) - 1  # PostgreSQL's bigint is signed
+        if mask & _BEYOND:
+            return False
+        run &= mask >> k
+    return run != 0
+
+
 class Postings:
     """The newest matches of a query tree from ``search_fts_postings``, one window of
     blocks at a time, newest first; each block's offsets combined in Python (sets), as the
-    tsquery would combine the terms row by row. With ``recheck`` (a ``LIKE`` pattern) the
-    keys give candidates and the pattern decides, segment by segment, newest first; when
-    the candidates stop paying (more than ``budget`` read, or fewer than one in three
-    matching), :meth:`newest` gives up."""
+    tsquery would combine the terms row by row. With ``phrase`` (a word key per position)
+    the term's segments must also hold those words in a row (from the position masks).
+    With ``recheck`` (a ``LIKE`` pattern) the keys give candidates and the pattern decides,
+    segment by segment, newest first; when the candidates stop paying (more than
+    ``budget`` read, or fewer than one in three matching), :meth:`newest` gives up."""
 
     def __init__(
-        self, session: Session, keys: dict[Term, _Needs], recheck: str | None = None,
-        budget: int = 0,
+        self, session: Session, keys: dict[Term, _Needs], *, recheck: str | None = None,
+        budget: int = 0, phrase: list[_Key] | None = None,
     ) -> None:  # fmt: skip
         self.session = session
         self.keys = keys
         self.recheck = recheck
         self.budget = budget
+        self.phrase = phrase
         every = sorted({k for needs in keys.values() for alts in needs for k in alts})
         self.grams = [g for g, _ in every]
         self.lexemes = [lexeme for _, lexeme in every]
 
-    def _window(self, low: int, high: int) -> dict[tuple[_Key, int], list[int]]:
+    def _window(self, low: int, high: int) -> _Rows:
         if not self.grams:
             return {}
+        masks = "p.masks" if self.phrase else "NULL::bigint[]"
         rows = self.session.execute(
             sa.text(
-                "SELECT p.gram, p.lexeme, p.block, p.ids FROM unnest(CAST(:grams AS smallint[]), "
-                "CAST(:lexemes AS text[])) AS k (gram, lexeme) JOIN search_fts_postings AS p "
+                f"SELECT p.gram, p.lexeme, p.block, p.ids, {masks} "
+                "FROM unnest(CAST(:grams AS smallint[]), CAST(:lexemes AS text[])) "
+                "AS k (gram, lexeme) JOIN search_fts_postings AS p "
                 "ON p.gram = k.gram AND p.lexeme = k.lexeme AND p.block BETWEEN :low AND :high"
             ),
             {"grams": self.grams, "lexemes": self.lexemes, "low": low, "high": high},
         )
-        return {((int(r[0]), str(r[1])), int(r[2])): r[3] for r in rows}
+        return {((int(r[0]), str(r[1])), int(r[2])): (r[3], r[4]) for r in rows}
 
-    def _offsets(self, node: Node, block: int, rows: dict[tuple[_Key, int], list[int]]) -> set[int]:
+    def _offsets(self, node: Node, block: int, rows: _Rows) -> set[int]:
         if isinstance(node, Term):
             out: set[int] | None = None
             for alternatives in self.keys[node]:
                 found: set[int] = set()
                 for key in alternatives:
-                    found.update(rows.get((key, block), ()))
+                    found.update(rows.get((key, block), ((), None))[0])
                 out = found if out is None else out & found
+            if out and self.phrase:
+                out = self._in_a_row(out, block, rows)
             return out or set()
         parts = [self._offsets(item, block, rows) for item in node.items]
         if isinstance(node, Or):
@@ -749,6 +796,22 @@ class Postings:
             if out:
                 out -= self._offsets(item, block, rows)
         return out
+
+    def _in_a_row(self, offsets: set[int], block: int, rows: _Rows) -> set[int]:
+        """The offsets whose segments hold the phrase's words in a row: :func:`_adjacent`
+        over numpy arrays (one pass per word for the whole block; per offset in Python
+        it was most of a search's time)."""
+        assert self.phrase is not None
+        candidates = np.fromiter(sorted(offsets), dtype=np.int64, count=len(offsets))
+        run = np.full(len(candidates), np.iinfo(np.uint64).max, dtype=np.uint64)
+        known = np.ones(len(candidates), dtype=bool)
+        for k, key in enumerate(self.phrase):
+            ids, bits = rows[(key, block)]  # every candidate holds every word
+            masks = np.asarray(bits, dtype=np.int64).view(np.uint64)
+            mine = masks[np.searchsorted(np.asarray(ids, dtype=np.int64), candidates)]
+            known &= (mine & np.uint64(_BEYOND)) == 0
+            run &= mine >> np.uint64(k)
+        return set(candidates[known & (run != 0)].tolist())
 
     def _checked(self, ids: list[int]) -> list[int]:
         """The candidates (newest first) whose text holds the substring, newest first."""
@@ -779,11 +842,13 @@ class Postings:
             bottom = max(first, top - span + 1)
             rows = self._window(bottom, top)
             window: list[int] = []
+            last = bottom  # the oldest block looked at: enough candidates may come sooner
             for block in range(top, bottom - 1, -1):
                 base = block << BLOCK_BITS
                 offsets = sorted(self._offsets(node, block, rows), reverse=True)
                 window.extend(base + o for o in offsets)
-                if self.recheck is None and len(found) + len(window) >= limit:
+                if len(found) + len(window) >= limit:
+                    last = block
                     break
             if self.recheck is not None:
                 read += len(window)
@@ -797,11 +862,11 @@ class Postings:
             ):
                 return None  # the keys say little about this substring: GIN's windows
             if found:  # the blocks still to read at the density seen so far, + 25 %
-                blocks = (int(highest) >> BLOCK_BITS) - bottom + 1
+                blocks = (int(highest) >> BLOCK_BITS) - last + 1
                 span = max(span, int(blocks * (limit - len(found)) / len(found) * 1.25) + 1)
             else:
                 span *= 8
-            top = bottom - 1
+            top = last - 1
         if not found:
             return 0, 0, 0, []
         return len(found), found[-1], found[0], found[:keep]

@@ -6,7 +6,9 @@ visited one heap page per match: 140-200 ms, barely faster than a ``LIKE`` scan.
 ``search_fts_postings`` holds, per word-index key and block of 4 096 segment ids, the
 sorted offsets of the segments holding it in that block:
 
-- ``gram`` 1: every lexeme of ``search_fts_tsv``;
+- ``gram`` 1: every lexeme of ``search_fts_tsv``, with ``masks`` beside ``ids``: the
+  positions the lexeme holds in each segment (bit p - 1 for position p <= 63, bit 63 for
+  any beyond), so a phrase of words is decided from the postings alone;
 - ``gram`` 2: ``'a b'`` for two one-character lexemes at adjacent positions — exactly what
   the phrase ``'a' <-> 'b'`` matches, so a two-character Chinese term (迟到) is one key.
 
@@ -31,13 +33,18 @@ down_revision = "0020"
 branch_labels = None
 depends_on = None
 
-# The keys of one tsvector: its lexemes, and adjacent one-character lexeme pairs.
+# The keys of one tsvector: its lexemes with the positions they hold (bit p - 1 for
+# position p <= 63; bit 63 when a position is beyond), and adjacent one-character pairs.
 _GRAMS = """
-CREATE FUNCTION search_fts_grams(tsv tsvector) RETURNS TABLE (gram smallint, lexeme text)
+CREATE FUNCTION search_fts_grams(tsv tsvector)
+RETURNS TABLE (gram smallint, lexeme text, mask bigint)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT 1::smallint, l.lexeme FROM unnest(tsv) AS l
+    SELECT 1::smallint, l.lexeme,
+           (SELECT bit_or(CASE WHEN p <= 63 THEN 1::bigint << (p - 1) ELSE 1::bigint << 63 END)
+            FROM unnest(l.positions) AS p)
+    FROM unnest(tsv) AS l
     UNION
-    SELECT 2::smallint, a.lexeme || ' ' || b.lexeme
+    SELECT 2::smallint, a.lexeme || ' ' || b.lexeme, NULL::bigint
     FROM (SELECT l.lexeme, p FROM unnest(tsv) AS l, unnest(l.positions) AS p
           WHERE char_length(l.lexeme) = 1) AS a
     JOIN (SELECT l.lexeme, p FROM unnest(tsv) AS l, unnest(l.positions) AS p
@@ -46,35 +53,37 @@ $$
 """
 
 # Keys are written in (gram, lexeme, block) order so concurrent indexers lock rows in the
-# same order; an existing row is merged (ids stay sorted and distinct).
+# same order; an existing row is merged (offsets stay sorted, masks beside their offsets).
 _ADD = """
-    INSERT INTO search_fts_postings AS p (gram, lexeme, block, ids)
+    INSERT INTO search_fts_postings AS p (gram, lexeme, block, ids, masks)
     SELECT g.gram, g.lexeme, n.segment_id >> 12,
-           array_agg((n.segment_id & 4095)::smallint ORDER BY n.segment_id)
+           array_agg((n.segment_id & 4095)::smallint ORDER BY n.segment_id),
+           CASE WHEN g.gram = 1 THEN array_agg(g.mask ORDER BY n.segment_id) END
     FROM new_rows AS n, search_fts_grams(n.search_fts_tsv) AS g
     GROUP BY 1, 2, 3
     ORDER BY 1, 2, 3
-    ON CONFLICT (gram, lexeme, block) DO UPDATE SET ids = (
-        SELECT array_agg(v ORDER BY v)
-        FROM (SELECT unnest(p.ids) UNION SELECT unnest(excluded.ids)) AS u (v)
+    ON CONFLICT (gram, lexeme, block) DO UPDATE SET (ids, masks) = (
+        SELECT array_agg(o ORDER BY o), CASE WHEN p.gram = 1 THEN array_agg(m ORDER BY o) END
+        FROM (SELECT DISTINCT ON (o) o, m
+              FROM unnest(p.ids || excluded.ids, p.masks || excluded.masks) AS u (o, m)
+              ORDER BY o) AS merged
     );
 """
 
-# Removing: rows left empty go, the others lose the offsets.
-_REMOVE = """
-    DELETE FROM search_fts_postings AS p
-    USING (SELECT g.gram, g.lexeme, o.segment_id >> 12 AS block,
+# Removing: rows left empty go, the others lose the offsets (and their masks).
+_GONE = """(SELECT g.gram, g.lexeme, o.segment_id >> 12 AS block,
                   array_agg((o.segment_id & 4095)::smallint) AS offs
            FROM old_rows AS o, search_fts_grams(o.search_fts_tsv) AS g
-           GROUP BY 1, 2, 3) AS gone
+           GROUP BY 1, 2, 3) AS gone"""
+_REMOVE = f"""
+    DELETE FROM search_fts_postings AS p USING {_GONE}
     WHERE p.gram = gone.gram AND p.lexeme = gone.lexeme AND p.block = gone.block
       AND p.ids <@ gone.offs;
-    UPDATE search_fts_postings AS p
-    SET ids = ARRAY(SELECT v FROM unnest(p.ids) AS v WHERE v <> ALL (gone.offs) ORDER BY v)
-    FROM (SELECT g.gram, g.lexeme, o.segment_id >> 12 AS block,
-                 array_agg((o.segment_id & 4095)::smallint) AS offs
-          FROM old_rows AS o, search_fts_grams(o.search_fts_tsv) AS g
-          GROUP BY 1, 2, 3) AS gone
+    UPDATE search_fts_postings AS p SET (ids, masks) = (
+        SELECT array_agg(o ORDER BY o), CASE WHEN p.gram = 1 THEN array_agg(m ORDER BY o) END
+        FROM unnest(p.ids, p.masks) AS u (o, m) WHERE o <> ALL (gone.offs)
+    )
+    FROM {_GONE}
     WHERE p.gram = gone.gram AND p.lexeme = gone.lexeme AND p.block = gone.block;
 """
 
@@ -88,6 +97,7 @@ def upgrade() -> None:
         ' lexeme text COLLATE "C" NOT NULL,'
         " block integer NOT NULL,"
         " ids smallint[] NOT NULL,"
+        " masks bigint[],"
         " PRIMARY KEY (gram, lexeme, block))"
     )
     op.execute(_GRAMS)
@@ -124,9 +134,10 @@ def upgrade() -> None:
         "FOR EACH STATEMENT EXECUTE FUNCTION search_fts_postings_truncate()"
     )
     op.execute(
-        "INSERT INTO search_fts_postings (gram, lexeme, block, ids) "
+        "INSERT INTO search_fts_postings (gram, lexeme, block, ids, masks) "
         "SELECT g.gram, g.lexeme, s.segment_id >> 12, "
-        "array_agg((s.segment_id & 4095)::smallint ORDER BY s.segment_id) "
+        "array_agg((s.segment_id & 4095)::smallint ORDER BY s.segment_id), "
+        "CASE WHEN g.gram = 1 THEN array_agg(g.mask ORDER BY s.segment_id) END "
         "FROM search_segments AS s, search_fts_grams(s.search_fts_tsv) AS g GROUP BY 1, 2, 3"
     )
 
