@@ -818,14 +818,15 @@ class Postings:
         if not ids:
             return []
         kept = set(
-            self.session.scalars(
+            self.session.scalar(
                 sa.text(
-                    "SELECT segment_id FROM search_segments WHERE segment_id = "
+                    "SELECT array_agg(segment_id) FROM search_segments WHERE segment_id = "
                     "ANY(CAST(:ids AS integer[])) AND norm LIKE :pattern ESCAPE '\\'"
                 ),
                 {"ids": ids, "pattern": self.recheck},
             )
-        )
+            or ()
+        )  # one array, not a row per match: fetching 1 000 rows cost 5 ms
         return [i for i in ids if i in kept]
 
     def newest(self, node: Node, limit: int, keep: int) -> tuple[int, int, int, list[int]] | None:
