@@ -117,8 +117,9 @@ async def authorize(request: Request) -> Principal | None:
     return principal
 
 
-def current_principal(request: Request) -> Principal:
-    """The principal :func:`authorize` admitted (only on routes that need a login)."""
+async def current_principal(request: Request) -> Principal:
+    """The principal :func:`authorize` admitted (only on routes that need a login). Async
+    so that FastAPI does not send this lookup through its threadpool (see get_runtime)."""
     principal: Principal | None = getattr(request.state, "principal", None)
     if principal is None:  # a public route asking for a user: a wiring mistake
         raise AuthError("this route needs a logged-in user")

@@ -16,7 +16,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, TypeAdapter
 from sqlalchemy import select
 
-from earwitness.api.deps import Principal, PrincipalDep, RuntimeDep, SessionDep
+from earwitness.api.deps import Principal, PrincipalDep, RuntimeDep, SessionDep, quick_read
 from earwitness.api.params import DbInt, period
 from earwitness.api.permissions import CallScope, call_in_scope, call_scope, sees_full_numbers
 from earwitness.errors import Forbidden, NotFound
@@ -181,7 +181,7 @@ _CALL_PAGE = TypeAdapter(CallPage)
 
 
 @router.get("/api/calls", response_model=CallPage, operation_id="list_calls_api_calls_get")
-def api_list_calls(
+async def api_list_calls(
     runtime: RuntimeDep,
     who: PrincipalDep,
     start: Annotated[str | None, Query(alias="from", description=PERIOD_HELP)] = None,
@@ -199,9 +199,10 @@ def api_list_calls(
 
     Agents get their own calls, leads their queues' calls; numbers are masked for roles
     that do not call customers back."""
-    page = list_calls(
-        runtime, who, start, end, tz, queue, agent, outcome, caller, min_rings, limit, offset
-    )
+    page = await quick_read(
+        runtime, list_calls, runtime, who, start, end, tz, queue, agent, outcome, caller,
+        min_rings, limit, offset,
+    )  # fmt: skip
     # The JSON FastAPI would make of ``response_model`` (which still documents it), in one
     # pass of pydantic-core instead of validation, then ``json.dumps`` in Python (issue 17).
     return Response(_CALL_PAGE.dump_json(_CALL_PAGE.validate_python(page)),
