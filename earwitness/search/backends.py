@@ -475,10 +475,8 @@ class PostgresTrgm:
         read newest block first through its primary key: no GIN posting list read whole, no
         heap page visited. Exact for trees of one-character terms, two-character Chinese
         terms (their bigram key) and word prefixes of at most :data:`PREFIX_LEXEMES`
-        lexemes. One long term that is a single word (``the``) is a substring search, but
-        the segments holding it as a word are a subset of its matches: when that subset
-        alone passes ``limit`` the total is proven, and only the ``keep`` newest matches are
-        looked for by :meth:`newest`'s windows (a tenth of the work)."""
+        lexemes; a single substring term see :meth:`_newest_substring`. Trees mixing
+        substring and word terms are left to :meth:`newest`."""
         if isinstance(node, Term) and not node.short and node.kind != "fuzzy":
             return self._newest_substring(session, node, matching, limit, keep)
         leaves = _postings_keys(session, node)
