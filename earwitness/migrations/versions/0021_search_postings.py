@@ -35,25 +35,28 @@ depends_on = None
 
 # The keys of one tsvector: its lexemes with the positions they hold (bit p - 1 for
 # position p <= 63; bit 63 when a position is beyond), and adjacent one-character pairs.
+# (Unnested once, materialised: 4-5x faster than unnesting it per branch.)
 _GRAMS = """
 CREATE FUNCTION search_fts_grams(tsv tsvector)
 RETURNS TABLE (gram smallint, lexeme text, mask bigint)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    WITH l AS MATERIALIZED (SELECT u.lexeme, u.positions FROM unnest(tsv) AS u),
+    p AS MATERIALIZED (SELECT l.lexeme, q FROM l, unnest(l.positions) AS q
+                       WHERE char_length(l.lexeme) = 1)
     SELECT 1::smallint, l.lexeme,
-           (SELECT bit_or(CASE WHEN p <= 63 THEN 1::bigint << (p - 1) ELSE 1::bigint << 63 END)
-            FROM unnest(l.positions) AS p)
-    FROM unnest(tsv) AS l
-    UNION
-    SELECT 2::smallint, a.lexeme || ' ' || b.lexeme, NULL::bigint
-    FROM (SELECT l.lexeme, p FROM unnest(tsv) AS l, unnest(l.positions) AS p
-          WHERE char_length(l.lexeme) = 1) AS a
-    JOIN (SELECT l.lexeme, p FROM unnest(tsv) AS l, unnest(l.positions) AS p
-          WHERE char_length(l.lexeme) = 1) AS b ON b.p = a.p + 1
+           (SELECT bit_or(CASE WHEN q <= 63 THEN 1::bigint << (q - 1) ELSE 1::bigint << 63 END)
+            FROM unnest(l.positions) AS q)
+    FROM l
+    UNION ALL
+    SELECT DISTINCT 2::smallint, a.lexeme || ' ' || b.lexeme, NULL::bigint
+    FROM p AS a JOIN p AS b ON b.q = a.q + 1
 $$
 """
 
 # Keys are written in (gram, lexeme, block) order so concurrent indexers lock rows in the
 # same order; an existing row is merged (offsets stay sorted, masks beside their offsets).
+# Segments are indexed in id order almost always, so the new offsets usually follow the old
+# ones and are appended; else the arrays are merged (sorted, distinct).
 _ADD = """
     INSERT INTO search_fts_postings AS p (gram, lexeme, block, ids, masks)
     SELECT g.gram, g.lexeme, n.segment_id >> 12,
@@ -62,12 +65,17 @@ _ADD = """
     FROM new_rows AS n, search_fts_grams(n.search_fts_tsv) AS g
     GROUP BY 1, 2, 3
     ORDER BY 1, 2, 3
-    ON CONFLICT (gram, lexeme, block) DO UPDATE SET (ids, masks) = (
-        SELECT array_agg(o ORDER BY o), CASE WHEN p.gram = 1 THEN array_agg(m ORDER BY o) END
-        FROM (SELECT DISTINCT ON (o) o, m
-              FROM unnest(p.ids || excluded.ids, p.masks || excluded.masks) AS u (o, m)
-              ORDER BY o) AS merged
-    );
+    ON CONFLICT (gram, lexeme, block) DO UPDATE SET
+        ids = CASE WHEN excluded.ids[1] > p.ids[cardinality(p.ids)]
+                   THEN p.ids || excluded.ids
+                   ELSE (SELECT array_agg(o ORDER BY o) FROM (SELECT DISTINCT unnest(
+                         p.ids || excluded.ids)) AS u (o)) END,
+        masks = CASE WHEN p.gram <> 1 THEN NULL
+                     WHEN excluded.ids[1] > p.ids[cardinality(p.ids)]
+                     THEN p.masks || excluded.masks
+                     ELSE (SELECT array_agg(m ORDER BY o) FROM (SELECT DISTINCT ON (o) o, m
+                           FROM unnest(p.ids || excluded.ids, p.masks || excluded.masks)
+                           AS u (o, m) ORDER BY o) AS merged) END;
 """
 
 # Removing: rows left empty go, the others lose the offsets (and their masks).
