@@ -499,37 +499,25 @@ class PostgresTrgm:
         a term without such keys (``the`` may sit inside any word) falls to
         :meth:`newest`'s windows."""
         words = tokens(term.text).split()
+        lexemes = _lexemes(session, sorted(set(words))) if words else {}
+        needs = _substring_needs(session, term.text, lexemes)
+        pattern = "%" + _like_escape(term.text) + "%"
         cjk = [_cjk(w) for w in words]
-        if words and (all(cjk) or not any(cjk)):
-            lexemes = _lexemes(session, sorted(set(words)))
-            if all(lexemes.get(w) == [w] for w in words):
-                keys: list[_Key] = [(1, w) for w in words]
-                phrase = Postings(
-                    session,
-                    {term: [[k] for k in set(keys)]},
-                    phrase=keys if len(keys) > 1 else None,
-                ).newest(term, limit, 0)
-                if phrase is not None and phrase[0] >= limit:
-                    return limit, 0, 0, self._newest_checked(session, term, matching, keep)
-        needs = _substring_needs(session, term.text)
+        if words and (all(cjk) or not any(cjk)) and all(lexemes.get(w) == [w] for w in words):
+            keys: list[_Key] = [(1, w) for w in words]
+            phrase = Postings(
+                session, {term: [[k] for k in set(keys)]}, phrase=keys if len(keys) > 1 else None
+            ).newest(term, limit, 0)
+            if phrase is not None and phrase[0] >= limit:
+                checked = Postings(session, {term: needs}, recheck=pattern, budget=3 * keep)
+                kept = checked.newest(term, keep, keep) if needs else None
+                if kept is None:  # no keys, or they say too little: the GIN windows
+                    return limit, 0, 0, list(self.newest(session, matching, keep, keep)[3])
+                return limit, 0, 0, kept[3]
         if not needs:
             return None
-        pattern = "%" + _like_escape(term.text) + "%"
         postings = Postings(session, {term: needs}, recheck=pattern, budget=3 * limit)
         return postings.newest(term, limit, keep)
-
-    def _newest_checked(self, session: Session, term: Term, matching: Any, keep: int) -> list[int]:
-        """The ``keep`` newest matches of a substring term: checked candidates from its keys,
-        or the GIN windows where the keys say too little."""
-        needs = _substring_needs(session, term.text)
-        if needs:
-            pattern = "%" + _like_escape(term.text) + "%"
-            found = Postings(session, {term: needs}, recheck=pattern, budget=3 * keep).newest(
-                term, keep, keep
-            )
-            if found is not None:
-                return found[3]
-        return list(self.newest(session, matching, keep, keep)[3])
 
     def begin(self, session: Session) -> None:
         """Plan every statement for its own values: psycopg prepares a statement after five
@@ -668,14 +656,15 @@ def _cjk(token: str) -> bool:
     return len(token) == 1 and is_cjk(token)
 
 
-def _substring_needs(session: Session, text: str) -> _Needs:
+def _substring_needs(session: Session, text: str, lexemes: dict[str, list[str]]) -> _Needs:
     """Keys every segment containing the substring ``text`` holds (a superset of its
     matches, to be checked with ``LIKE``). The word index splits the folded text into CJK
     characters and maximal alphanumeric runs, so inside the substring: a CJK character is a
     lexeme, two adjacent ones a bigram; a run with a character on both sides is a whole
     lexeme; a run ending the substring starts a lexeme (a prefix); a run starting it may
     be the end of a longer word and says nothing. Keys PostgreSQL would parse differently,
-    or too wide a prefix, are left out: fewer keys only widen the superset."""
+    or too wide a prefix, are left out: fewer keys only widen the superset. ``lexemes``:
+    what :func:`_lexemes` made of the text's words."""
     runs: list[tuple[str, int, int]] = []  # (token, start, end), split as tokens() splits
     begun: int | None = None
     for k, ch in enumerate(text):
@@ -691,24 +680,18 @@ def _substring_needs(session: Session, text: str) -> _Needs:
     if begun is not None:
         runs.append((text[begun:], begun, len(text)))
     needs: _Needs = []
-    words: list[str] = []
     wanted: list[tuple[str, str]] = []  # (kind, word): "exact", "prefix", "pair"
     for i, (word, start, end) in enumerate(runs):
         if _cjk(word):
             after = runs[i + 1] if i + 1 < len(runs) else None
             if after and _cjk(after[0]) and after[1] == end:
                 wanted.append(("pair", word + " " + after[0]))
-                words += [word, after[0]]
             elif not (i and _cjk(runs[i - 1][0]) and runs[i - 1][2] == start):
                 wanted.append(("exact", word))  # a CJK character with no neighbour in a pair
-                words.append(word)
         elif start > 0 and end < len(text):
             wanted.append(("exact", word))
-            words.append(word)
         elif start > 0:
             wanted.append(("prefix", word))
-            words.append(word)
-    lexemes = _lexemes(session, sorted(set(words))) if words else {}
     for kind, word in wanted:
         if any(lexemes.get(w) != [w] for w in word.split(" ")):
             continue
