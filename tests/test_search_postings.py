@@ -20,7 +20,7 @@ from benchmarks.datagen import generate_segments, index_segments
 from earwitness.models import SearchSegment
 from earwitness.runtime import Runtime
 from earwitness.search import SearchOptions, backends, search
-from earwitness.search.backends import Postings, _adjacent, backend_for
+from earwitness.search.backends import Postings, adjacent, backend_for
 from earwitness.search.indexer import index_recording, reindex_all
 from earwitness.search.query import Node, Term, parse_query
 from tests.conftest import _postgres_schema
@@ -140,13 +140,20 @@ def test_adjacency_of_position_masks() -> None:
     def at(*positions: int) -> int:
         return sum(1 << (p - 1) for p in positions)
 
-    assert _adjacent([at(3), at(4), at(5)])
-    assert _adjacent([at(6, 9), at(7, 10), at(8)])
-    assert not _adjacent([at(1, 9), at(2, 7), at(8)])  # each pair somewhere, never all three
-    assert not _adjacent([at(4), at(3)])  # order matters
-    assert not _adjacent([at(63), at(1)])
-    assert not _adjacent([at(3) | (1 << 63), at(4)])  # also beyond 63: unknown, not proof
-    assert not _adjacent([at(2) - (1 << 63), at(3)])  # the same as PostgreSQL's signed bigint
+    def in_a_row(masks: list[int]) -> bool:  # one segment: one mask per word
+        return bool(adjacent([[m] for m in masks])[0])
+
+    assert in_a_row([at(3), at(4), at(5)])
+    assert in_a_row([at(6, 9), at(7, 10), at(8)])
+    assert not in_a_row([at(1, 9), at(2, 7), at(8)])  # each pair somewhere, never all three
+    assert not in_a_row([at(4), at(3)])  # order matters
+    assert not in_a_row([at(63), at(1)])
+    # bit 63 (PostgreSQL's signed bigint goes negative): a position beyond 63 is unknown, so
+    # even words otherwise in a row are no proof
+    assert not in_a_row([at(3) - (1 << 63), at(4)])
+    assert not in_a_row([at(2) - (1 << 63), at(3)])
+    # several segments at once, each decided on its own
+    assert adjacent([[at(3), at(4)], [at(4), at(6)]]).tolist() == [True, False]
 
 
 def test_the_table_follows_every_change_to_the_index(corpus: Runtime) -> None:

@@ -709,16 +709,20 @@ _Rows = dict[tuple[_Key, int], tuple[list[int], list[int] | None]]
 _BEYOND = 1 << 63
 
 
-def _adjacent(masks: list[int]) -> bool:
-    """Whether the words whose position masks these are stand in a row somewhere (word k at
-    position p + k). A mask with a position beyond 63 proves nothing (False)."""
-    run = -1
-    for k, mask in enumerate(masks):
-        mask &= (1 << 64) - 1  # PostgreSQL's bigint is signed
-        if mask & _BEYOND:
-            return False
-        run &= mask >> k
-    return run != 0
+def adjacent(masks: list[Any]) -> Any:
+    """For each segment, whether the words whose position masks these are (one array per
+    word, aligned by segment; PostgreSQL's signed bigints) stand in a row somewhere: word k
+    at position p + k. A mask with a position beyond 63 proves nothing (False). One numpy
+    pass per word: per segment in Python it was most of a phrase search's time."""
+    run: Any = None
+    known: Any = None
+    for k, signed in enumerate(masks):
+        mask = np.asarray(signed, dtype=np.int64).view(np.uint64)
+        inside = (mask & np.uint64(_BEYOND)) == 0
+        shifted = mask >> np.uint64(k)
+        run = shifted if run is None else run & shifted
+        known = inside if known is None else known & inside
+    return known & (run != 0)
 
 
 class Postings:
@@ -779,20 +783,15 @@ class Postings:
         return out
 
     def _in_a_row(self, offsets: set[int], block: int, rows: _Rows) -> set[int]:
-        """The offsets whose segments hold the phrase's words in a row: :func:`_adjacent`
-        over numpy arrays (one pass per word for the whole block; per offset in Python
-        it was most of a search's time)."""
+        """The offsets whose segments hold the phrase's words in a row (:func:`adjacent`)."""
         assert self.phrase is not None
         candidates = np.fromiter(sorted(offsets), dtype=np.int64, count=len(offsets))
-        run = np.full(len(candidates), np.iinfo(np.uint64).max, dtype=np.uint64)
-        known = np.ones(len(candidates), dtype=bool)
-        for k, key in enumerate(self.phrase):
+        masks = []
+        for key in self.phrase:
             ids, bits = rows[(key, block)]  # every candidate holds every word
-            masks = np.asarray(bits, dtype=np.int64).view(np.uint64)
-            mine = masks[np.searchsorted(np.asarray(ids, dtype=np.int64), candidates)]
-            known &= (mine & np.uint64(_BEYOND)) == 0
-            run &= mine >> np.uint64(k)
-        return set(candidates[known & (run != 0)].tolist())
+            where = np.searchsorted(np.asarray(ids, dtype=np.int64), candidates)
+            masks.append(np.asarray(bits, dtype=np.int64)[where])
+        return set(candidates[adjacent(masks)].tolist())
 
     def _checked(self, ids: list[int]) -> list[int]:
         """The candidates (newest first) whose text holds the substring, newest first."""
